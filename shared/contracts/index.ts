@@ -1,0 +1,5 @@
+export * from './common.js';
+export * from './accounts.js';
+export * from './devices.js';
+export * from './uploads.js';
+export * from './clips.js';

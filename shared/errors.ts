@@ -1,0 +1,77 @@
+/**
+ * The one error catalogue. Every error the API returns carries one of these
+ * codes, and the code never changes meaning. Clients (the agent, apps) branch on
+ * the code, never on the message. A test checks every code is documented here and
+ * has a 4xx/5xx status.
+ */
+export const errorCatalogue = {
+  // request shape
+  BAD_REQUEST: { status: 400, message: 'the request is malformed' },
+  VALIDATION_FAILED: { status: 400, message: 'the request does not match the schema' },
+  BODY_TOO_LARGE: { status: 413, message: 'the request body is too large' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'the content type is not supported' },
+  ROUTE_NOT_FOUND: { status: 404, message: 'no such route' },
+  METHOD_NOT_ALLOWED: { status: 405, message: 'method not allowed' },
+  // accounts and sessions
+  EMAIL_TAKEN: { status: 409, message: 'an account with this email exists' },
+  INVALID_CREDENTIALS: { status: 401, message: 'email or password is wrong' },
+  UNAUTHENTICATED: { status: 401, message: 'a valid session token is required' },
+  FORBIDDEN: { status: 403, message: 'not allowed' },
+  PLAN_NOT_FOUND: { status: 400, message: 'no such plan' },
+  PLAN_REQUIRED: { status: 402, message: 'the account has no active plan' },
+  // devices
+  DEVICE_UNAUTHENTICATED: { status: 401, message: 'a valid device credential is required' },
+  BIND_CODE_INVALID: { status: 400, message: 'the bind code is unknown, used or expired' },
+  DEVICE_BOUND_ELSEWHERE: { status: 409, message: 'the device is bound to another account; its owner must unbind it first' },
+  DEVICE_NOT_FOUND: { status: 404, message: 'no such device' },
+  CAMERA_LIMIT_REACHED: { status: 403, message: 'the plan allows no more cameras' },
+  // uploads and clips
+  CLIP_NOT_FOUND: { status: 404, message: 'no such clip' },
+  CLIP_ALREADY_UPLOADED: { status: 409, message: 'this clip has already been uploaded' },
+  CLIP_START_OUT_OF_RANGE: { status: 400, message: 'the clip start time is too far from the server time' },
+  STORAGE_CAP_REACHED: { status: 403, message: 'the plan storage cap is reached' },
+  UPLOAD_NOT_FOUND: { status: 404, message: 'no upload was started for this clip' },
+  UPLOAD_OBJECT_MISSING: { status: 409, message: 'the object has not arrived in the store' },
+  UPLOAD_MISMATCH: { status: 422, message: 'the stored object does not match the declared size and MD5' },
+  // object store (local driver's signed URLs)
+  URL_SIGNATURE_INVALID: { status: 403, message: 'the URL signature is invalid' },
+  URL_EXPIRED: { status: 403, message: 'the URL has expired' },
+  CONTENT_LENGTH_MISMATCH: { status: 400, message: 'the body length differs from the signed length' },
+  CONTENT_MD5_MISMATCH: { status: 400, message: 'the body MD5 differs from the signed MD5' },
+  OBJECT_NOT_FOUND: { status: 404, message: 'no such object' },
+  // server side
+  RATE_LIMITED: { status: 429, message: 'too many requests' },
+  SHUTTING_DOWN: { status: 503, message: 'the server is shutting down' },
+  INTERNAL: { status: 500, message: 'internal error' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof errorCatalogue;
+
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; details?: unknown };
+}
+
+/** An error with a catalogue code. Its message must never contain a secret. */
+export class CamvaultError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details?: unknown;
+
+  constructor(code: ErrorCode, message?: string, details?: unknown) {
+    super(message ?? errorCatalogue[code].message);
+    this.name = 'CamvaultError';
+    this.code = code;
+    this.status = errorCatalogue[code].status;
+    this.details = details;
+  }
+
+  toBody(): ErrorBody {
+    const body: ErrorBody = { error: { code: this.code, message: this.message } };
+    if (this.details !== undefined) body.error.details = this.details;
+    return body;
+  }
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(errorCatalogue, value);
+}
