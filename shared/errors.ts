@@ -12,6 +12,8 @@ export const errorCatalogue = {
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'the content type is not supported' },
   ROUTE_NOT_FOUND: { status: 404, message: 'no such route' },
   METHOD_NOT_ALLOWED: { status: 405, message: 'method not allowed' },
+  REQUEST_TIMEOUT: { status: 408, message: 'the request took too long to arrive' },
+  HEADERS_TOO_LARGE: { status: 431, message: 'the request headers are too large' },
   // accounts and sessions
   EMAIL_TAKEN: { status: 409, message: 'an account with this email exists' },
   INVALID_CREDENTIALS: { status: 401, message: 'email or password is wrong' },
@@ -25,6 +27,8 @@ export const errorCatalogue = {
   DEVICE_BOUND_ELSEWHERE: { status: 409, message: 'the device is bound to another account; its owner must unbind it first' },
   DEVICE_NOT_FOUND: { status: 404, message: 'no such device' },
   CAMERA_LIMIT_REACHED: { status: 403, message: 'the plan allows no more cameras' },
+  // raised by the agent itself, never by the API: no stored device token and no bind code to claim one
+  DEVICE_NOT_CLAIMED: { status: 401, message: 'the device is not claimed: it has no device token and no bind code' },
   // uploads and clips
   CLIP_NOT_FOUND: { status: 404, message: 'no such clip' },
   CLIP_ALREADY_UPLOADED: { status: 409, message: 'this clip has already been uploaded' },
@@ -39,6 +43,7 @@ export const errorCatalogue = {
   CONTENT_LENGTH_MISMATCH: { status: 400, message: 'the body length differs from the signed length' },
   CONTENT_MD5_MISMATCH: { status: 400, message: 'the body MD5 differs from the signed MD5' },
   OBJECT_NOT_FOUND: { status: 404, message: 'no such object' },
+  RANGE_NOT_SATISFIABLE: { status: 416, message: 'the requested range is outside the object' },
   // server side
   RATE_LIMITED: { status: 429, message: 'too many requests' },
   SHUTTING_DOWN: { status: 503, message: 'the server is shutting down' },

@@ -35,3 +35,12 @@ export type ViewResponse = z.infer<typeof ViewResponse>;
 
 export const CompleteResponse = z.object({ clip: Clip });
 export type CompleteResponse = z.infer<typeof CompleteResponse>;
+
+/** POST /v1/clips/delete: some clips by id, or a camera's clips that start in [from, to). */
+export const DeleteClipsRequest = z.union([
+  z.object({ ids: z.array(ClipId).min(1).max(1000) }).strict(),
+  z.object({ serial: Serial, from: Timestamp, to: Timestamp }).strict(),
+]);
+export type DeleteClipsRequest = z.infer<typeof DeleteClipsRequest>;
+export const DeleteClipsResponse = z.object({ deleted: z.number().int() });
+export type DeleteClipsResponse = z.infer<typeof DeleteClipsResponse>;

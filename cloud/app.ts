@@ -1,0 +1,97 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { systemClock, type Clock } from '../shared/clock.js';
+import { CamvaultError } from '../shared/errors.js';
+import { createLogger, type Logger } from '../shared/log.js';
+import type { CloudConfig } from './config.js';
+import type { AppContext } from './context.js';
+import { clientErrorHandler, errorHandler, notFoundHandler } from './http/error-handler.js';
+import { LocalObjectStore, localObjectRoutes } from './objects/local.js';
+import type { ObjectStore } from './objects/types.js';
+import { accountRoutes } from './routes/accounts.js';
+import { clipRoutes } from './routes/clips.js';
+import { deviceClaimRoutes } from './routes/device-claim.js';
+import { deviceUploadRoutes } from './routes/device-uploads.js';
+import { deviceRoutes } from './routes/devices.js';
+import { healthRoutes } from './routes/health.js';
+import { planRoutes } from './routes/plans.js';
+import type { Store } from './store/types.js';
+
+export interface BuildAppOptions {
+  config: CloudConfig;
+  /** closed by the app's onClose */
+  store: Store;
+  /** closed by the app's onClose; a LocalObjectStore also gets its /objects routes */
+  objects: ObjectStore;
+  clock?: Clock;
+  logger?: Logger;
+  /** the server's base URL, known once it listens */
+  publicUrl: () => string;
+}
+
+/**
+ * The cloud's HTTP API as a fastify instance. It never listens (server.ts
+ * does), so tests can run it on port 0 or through inject().
+ */
+export function buildApp(opts: BuildAppOptions): FastifyInstance {
+  const { config, store, objects } = opts;
+  const logger = opts.logger ?? createLogger({ name: 'cloud', level: config.logLevel });
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    bodyLimit: config.bodyLimitBytes,
+    // fastify's own 503 while closing answers with a body outside our catalogue;
+    // the onRequest hook below gives the same 503 as SHUTTING_DOWN instead
+    return503OnClosing: false,
+    clientErrorHandler,
+    // a socket silent this long is dropped: a stalled upload then aborts and its
+    // temp file goes, instead of holding a connection open forever
+    connectionTimeout: 120_000,
+    // object keys (up to 1024 characters) arrive as the /objects/* wildcard
+    routerOptions: { maxParamLength: 1100 },
+  });
+
+  const ctx: AppContext = { config, store, objects, clock: opts.clock ?? systemClock, publicUrl: opts.publicUrl };
+
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onRequest', async (_req, reply) => {
+    if (closing) {
+      reply.header('connection', 'close');
+      throw new CamvaultError('SHUTTING_DOWN');
+    }
+  });
+  // Resources close after the server has stopped taking requests, the object
+  // store before the metadata store (reverse order of start-up).
+  app.addHook('onClose', async () => {
+    await objects.close();
+    await store.close();
+  });
+
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler(notFoundHandler);
+
+  // JSON only: a text/plain body is 415, not a string that fails validation
+  app.removeContentTypeParser('text/plain');
+  // An empty body with a JSON content type reads as no body (clients that set
+  // the header on every request, e.g. POST …/complete); the schema decides.
+  const defaultJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    if (body === '' || body.length === 0) {
+      done(null, undefined);
+      return;
+    }
+    defaultJson(req, body as string, done);
+  });
+
+  void app.register(healthRoutes);
+  void app.register(accountRoutes, ctx);
+  void app.register(planRoutes, ctx);
+  void app.register(deviceRoutes, ctx);
+  void app.register(deviceClaimRoutes, ctx);
+  void app.register(deviceUploadRoutes, ctx);
+  void app.register(clipRoutes, ctx);
+  if (objects instanceof LocalObjectStore) void app.register(localObjectRoutes, { store: objects });
+
+  return app;
+}

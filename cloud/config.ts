@@ -1,0 +1,165 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { z } from 'zod';
+import { PlanName } from '../shared/contracts/index.js';
+
+/**
+ * A configuration value is wrong. The message is one line that names the
+ * setting and what is wrong with it; the program prints it and exits 1.
+ */
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID';
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+const GB = 1000 ** 3;
+
+const PlanLimits = z
+  .object({
+    retentionDays: z.number().int().positive(),
+    cameras: z.number().int().positive(),
+    storageBytes: z.number().int().positive(),
+  })
+  .strict();
+export type PlanLimits = z.infer<typeof PlanLimits>;
+
+/** The plan table of DESIGN.md, "API sketch". Plans live in configuration. */
+export const DEFAULT_PLANS: Record<string, PlanLimits> = {
+  basic: { retentionDays: 7, cameras: 1, storageBytes: 30 * GB },
+  standard: { retentionDays: 30, cameras: 5, storageBytes: 200 * GB },
+  premium: { retentionDays: 60, cameras: 10, storageBytes: 800 * GB },
+};
+
+const LogLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+const CloudConfigSchema = z
+  .object({
+    host: z.string().min(1).default('127.0.0.1'),
+    port: z.number().int().min(0).max(65535).default(8080),
+    dataDir: z.string().min(1).default('.data/cloud'),
+    /** the base URL clients reach this server at; set from the listen address when absent */
+    publicUrl: z
+      .string()
+      .url()
+      .refine((u) => /^https?:\/\//.test(u), 'must be an http:// or https:// URL')
+      .transform((u) => u.replace(/\/+$/, ''))
+      .optional(),
+    /** HMAC key of the local object store's signed URLs; persisted in dataDir when absent */
+    urlSigningSecret: z.string().min(16, 'must be at least 16 characters').optional(),
+    plans: z
+      .record(PlanName, PlanLimits)
+      .refine((p) => Object.keys(p).length > 0, 'at least one plan is required')
+      .default(DEFAULT_PLANS),
+    sessionTtlHours: z.number().positive().default(720),
+    uploadUrlTtlSec: z.number().int().min(1).max(7 * 24 * 3600).default(900),
+    viewUrlTtlSec: z.number().int().min(1).max(24 * 3600).default(300),
+    bodyLimitBytes: z.number().int().min(1024).default(64 * 1024),
+    logLevel: LogLevel.default('info'),
+  })
+  .strict();
+
+export type CloudConfig = z.output<typeof CloudConfigSchema>;
+export type CloudConfigInput = z.input<typeof CloudConfigSchema>;
+
+export interface LoadCloudConfigOptions {
+  /** a JSON file; its values are overridden by the environment */
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  /** values that win over both (tests) */
+  overrides?: CloudConfigInput;
+}
+
+function intFromEnv(name: string, raw: string): number {
+  if (!/^\d+$/.test(raw.trim())) throw new ConfigError(`invalid config: ${name} must be an integer, got a non-numeric value`);
+  return Number(raw.trim());
+}
+
+function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'unknown error';
+    throw new ConfigError(`cannot read config file ${file}: ${code}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${file} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new ConfigError(`config file ${file} must hold a JSON object`);
+  }
+  return parsed as Record<string, unknown>;
+}
+
+/**
+ * Reads the cloud configuration: defaults, then the JSON file, then the
+ * environment. A wrong value throws a ConfigError with one clear line that
+ * names the setting (never its value: it may be a secret).
+ */
+export function loadCloudConfig(opts: LoadCloudConfigOptions = {}): CloudConfig {
+  const env = opts.env ?? process.env;
+  const raw: Record<string, unknown> = opts.file ? readConfigFile(opts.file) : {};
+
+  const databaseUrl = env.CAMVAULT_DATABASE_URL;
+  if (databaseUrl !== undefined && databaseUrl !== '') {
+    if (/^postgres(ql)?:\/\//.test(databaseUrl)) {
+      throw new ConfigError('CAMVAULT_DATABASE_URL: the PostgreSQL store is not implemented yet; unset it to use SQLite');
+    }
+    throw new ConfigError('CAMVAULT_DATABASE_URL must be a postgres:// URL, or unset for SQLite');
+  }
+
+  if (env.CAMVAULT_HOST) raw.host = env.CAMVAULT_HOST;
+  if (env.CAMVAULT_PORT) raw.port = intFromEnv('CAMVAULT_PORT', env.CAMVAULT_PORT);
+  if (env.CAMVAULT_DATA_DIR) raw.dataDir = env.CAMVAULT_DATA_DIR;
+  if (env.CAMVAULT_PUBLIC_URL) raw.publicUrl = env.CAMVAULT_PUBLIC_URL;
+  if (env.CAMVAULT_URL_SECRET) raw.urlSigningSecret = env.CAMVAULT_URL_SECRET;
+  if (env.CAMVAULT_LOG_LEVEL) raw.logLevel = env.CAMVAULT_LOG_LEVEL;
+  Object.assign(raw, opts.overrides ?? {});
+
+  const result = CloudConfigSchema.safeParse(raw);
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => {
+      const path = issue.path.join('.') || '(root)';
+      // an enum message repeats the received value: name the setting only
+      const message = issue.code === 'invalid_enum_value' ? `must be one of ${issue.options.join(', ')}` : issue.message;
+      return `${path}: ${message}`;
+    });
+    throw new ConfigError(`invalid config: ${problems.join('; ')}`);
+  }
+  return { ...result.data, dataDir: resolve(result.data.dataDir) };
+}
+
+/**
+ * The secret the local driver signs URLs with. When none is configured, 32
+ * random bytes are made once and kept in <dataDir>/url-secret (mode 0600), so a
+ * restart does not invalidate URLs already handed out.
+ */
+export async function resolveUrlSigningSecret(config: CloudConfig): Promise<string> {
+  if (config.urlSigningSecret) return config.urlSigningSecret;
+  const file = join(config.dataDir, 'url-secret');
+  try {
+    const existing = (await readFile(file, 'utf8')).trim();
+    if (existing.length >= 32) return existing;
+    throw new ConfigError(`${file} is too short; delete it to make a new secret`);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  await mkdir(config.dataDir, { recursive: true });
+  const secret = randomBytes(32).toString('hex');
+  try {
+    // 'wx': when two processes start at once, the second reads the first's secret
+    await writeFile(file, `${secret}\n`, { mode: 0o600, flag: 'wx' });
+    return secret;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    return (await readFile(file, 'utf8')).trim();
+  }
+}

@@ -1,0 +1,45 @@
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { Serial, type BindCodeResponse, type Device } from '../../shared/contracts/index.js';
+import { CamvaultError } from '../../shared/errors.js';
+import { newBindCode, sha256Hex } from '../auth/tokens.js';
+import type { AppContext } from '../context.js';
+import { requireSubscriber } from '../http/auth.js';
+import { parseInput } from '../http/validate.js';
+
+export const BIND_CODE_TTL_MS = 10 * 60_000;
+
+const SerialParams = z.object({ serial: Serial }).strict();
+
+/** The subscriber's side of devices: bind codes, the device list, unbinding. */
+export async function deviceRoutes(app: FastifyInstance, ctx: AppContext): Promise<void> {
+  app.post('/v1/devices/bind-codes', async (req, reply) => {
+    const auth = await requireSubscriber(ctx, req);
+    const code = newBindCode();
+    const now = ctx.clock.now();
+    const expiresAt = now + BIND_CODE_TTL_MS;
+    await ctx.store.createBindCode({ codeHash: sha256Hex(code), accountId: auth.accountId, createdAt: now, expiresAt });
+    const res: BindCodeResponse = { code, expiresAt: new Date(expiresAt).toISOString() };
+    return reply.code(201).send(res);
+  });
+
+  app.get('/v1/devices', async (req) => {
+    const auth = await requireSubscriber(ctx, req);
+    const rows = await ctx.store.listDevices(auth.accountId);
+    const devices: Device[] = rows.map((d) => ({
+      serial: d.serial,
+      model: d.model,
+      boundAt: new Date(d.boundAt).toISOString(),
+    }));
+    return { devices };
+  });
+
+  /** Unbinding revokes the device's token at once; its clips stay with the account. */
+  app.delete('/v1/devices/:serial', async (req, reply) => {
+    const auth = await requireSubscriber(ctx, req);
+    const { serial } = parseInput(SerialParams, req.params, 'params');
+    if (!(await ctx.store.unbindDevice(serial, auth.accountId))) throw new CamvaultError('DEVICE_NOT_FOUND');
+    req.log.info({ accountId: auth.accountId, serial }, 'device unbound');
+    return reply.code(204).send();
+  });
+}

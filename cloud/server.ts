@@ -1,0 +1,175 @@
+import type { FastifyInstance } from 'fastify';
+import { mkdir } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Clock } from '../shared/clock.js';
+import { createLogger, type Logger } from '../shared/log.js';
+import { buildApp } from './app.js';
+import { ConfigError, loadCloudConfig, resolveUrlSigningSecret, type CloudConfig } from './config.js';
+import { LocalObjectStore } from './objects/local.js';
+import type { ObjectStore } from './objects/types.js';
+import { SqliteStore } from './store/sqlite.js';
+import type { Store } from './store/types.js';
+
+export interface StartServerOptions {
+  clock?: Clock;
+  logger?: Logger;
+  /** when config.port is taken, listen on a free port instead of failing (the demo) */
+  fallbackToFreePort?: boolean;
+  /** how long close() lets requests in flight finish before it cuts every connection */
+  closeGraceMs?: number;
+}
+
+export interface RunningServer {
+  app: FastifyInstance;
+  /** the base URL the server answers at (config.publicUrl, or the listen address) */
+  url: string;
+  config: CloudConfig;
+  store: Store;
+  objects: ObjectStore;
+  /** idempotent: a second call joins the first */
+  close(): Promise<void>;
+}
+
+/** fastify's one start-up line, in our words */
+const listenTextResolver = (address: string): string => `camvault cloud listening on ${address}`;
+
+function urlOf(address: AddressInfo): string {
+  const wildcard = address.address === '0.0.0.0' || address.address === '::';
+  const host = wildcard ? '127.0.0.1' : address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `http://${host}:${address.port}`;
+}
+
+/**
+ * Opens the embedded stores (SQLite file and local objects in config.dataDir),
+ * builds the app and listens on config.host:config.port (port 0 picks a free
+ * port). When config.publicUrl is unset, signed URLs use the listen address.
+ */
+export async function startServer(config: CloudConfig, opts: StartServerOptions = {}): Promise<RunningServer> {
+  const logger = opts.logger ?? createLogger({ name: 'cloud', level: config.logLevel });
+  await mkdir(config.dataDir, { recursive: true });
+  const secret = await resolveUrlSigningSecret(config);
+
+  let publicUrl = config.publicUrl;
+  const getPublicUrl = (): string => {
+    if (publicUrl === undefined) throw new Error('the public URL is known only once the server listens');
+    return publicUrl;
+  };
+
+  const store = new SqliteStore({ path: join(config.dataDir, 'camvault.db') });
+  const objects = new LocalObjectStore({
+    root: join(config.dataDir, 'objects'),
+    secret,
+    publicUrl: getPublicUrl,
+    clock: opts.clock,
+  });
+  try {
+    await objects.check();
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+
+  const app = buildApp({ config, store, objects, clock: opts.clock, logger, publicUrl: getPublicUrl });
+  try {
+    try {
+      await app.listen({ host: config.host, port: config.port, listenTextResolver });
+    } catch (err) {
+      if (!opts.fallbackToFreePort || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+      logger.warn({ port: config.port }, 'port taken; listening on a free port instead');
+      await app.listen({ host: config.host, port: 0, listenTextResolver });
+    }
+  } catch (err) {
+    await app.close(); // closes the stores too
+    throw err;
+  }
+  const listenUrl = urlOf(app.server.address() as AddressInfo);
+  if (publicUrl === undefined) {
+    publicUrl = listenUrl;
+    if (config.host === '0.0.0.0' || config.host === '::') {
+      logger.warn('listening on every interface without CAMVAULT_PUBLIC_URL: signed URLs point at 127.0.0.1');
+    }
+  }
+
+  let closing: Promise<void> | undefined;
+  return {
+    app,
+    url: publicUrl,
+    config,
+    store,
+    objects,
+    close: () => (closing ??= closeGracefully(app, opts.closeGraceMs ?? 5000)),
+  };
+}
+
+/**
+ * Requests in flight get `graceMs` to finish; then every connection is cut. A
+ * client that stops reading a download (or a camera that stalls mid-upload) must
+ * not hold a shutdown for the two minutes of the connection timeout.
+ */
+async function closeGracefully(app: FastifyInstance, graceMs: number): Promise<void> {
+  const timer = setTimeout(() => app.server.closeAllConnections(), graceMs);
+  timer.unref();
+  try {
+    await app.close();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function configFileFromArgv(argv: string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (arg === '--config') {
+      const file = argv[i + 1];
+      if (!file) throw new ConfigError('--config needs a file');
+      return file;
+    }
+    if (arg.startsWith('--config=')) return arg.slice('--config='.length);
+    throw new ConfigError(`unknown argument ${arg}; usage: npm run cloud -- [--config FILE]`);
+  }
+  return undefined;
+}
+
+async function main(): Promise<void> {
+  let config: CloudConfig;
+  try {
+    config = loadCloudConfig({ file: configFileFromArgv(process.argv.slice(2)) });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`camvault cloud: ${err.message}`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  let server: RunningServer;
+  try {
+    server = await startServer(config);
+  } catch (err) {
+    console.error(`camvault cloud: cannot start: ${(err as Error).message}`);
+    process.exit(1);
+  }
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      // a second Ctrl-C: do not wait any longer
+      process.exit(1);
+    }
+    stopping = true;
+    server.app.log.info({ signal }, 'shutting down');
+    server.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        console.error(`camvault cloud: error while closing: ${(err as Error).message}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  void main();
+}

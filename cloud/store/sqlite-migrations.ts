@@ -1,0 +1,78 @@
+/**
+ * Schema migrations of the SQLite store, applied in order; PRAGMA user_version
+ * holds how many have run. Never edit a migration that has shipped: add one.
+ *
+ * Times are INTEGER epoch ms. Clips keep no foreign key cascade to accounts:
+ * a clip row goes only after its object is deleted, never as a side effect.
+ */
+export const SQLITE_MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE accounts (
+    id            TEXT PRIMARY KEY,
+    email         TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    plan          TEXT,
+    created_at    INTEGER NOT NULL
+  );
+
+  CREATE TABLE sessions (
+    token_hash TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+  );
+  CREATE INDEX sessions_by_account ON sessions(account_id);
+  CREATE INDEX sessions_by_expiry ON sessions(expires_at);
+
+  CREATE TABLE bind_codes (
+    code_hash  TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+  );
+  CREATE INDEX bind_codes_by_expiry ON bind_codes(expires_at);
+
+  CREATE TABLE devices (
+    serial             TEXT PRIMARY KEY,
+    model              TEXT NOT NULL,
+    account_id         TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    token_hash         TEXT NOT NULL,
+    mqtt_password_hash TEXT NOT NULL,
+    bound_at           INTEGER NOT NULL
+  );
+  CREATE INDEX devices_by_account ON devices(account_id);
+
+  CREATE TABLE uploads (
+    clip_id     TEXT PRIMARY KEY,
+    serial      TEXT NOT NULL REFERENCES devices(serial) ON DELETE CASCADE,
+    account_id  TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    object_key  TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    md5         TEXT NOT NULL,
+    sha256      TEXT NOT NULL,
+    start_ms    INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    kind        TEXT NOT NULL CHECK (kind IN ('event', 'continuous')),
+    created_at  INTEGER NOT NULL
+  );
+  CREATE INDEX uploads_by_account ON uploads(account_id);
+  CREATE INDEX uploads_by_created ON uploads(created_at);
+
+  CREATE TABLE clips (
+    id          TEXT PRIMARY KEY,
+    account_id  TEXT NOT NULL REFERENCES accounts(id),
+    serial      TEXT NOT NULL,
+    object_key  TEXT NOT NULL,
+    kind        TEXT NOT NULL CHECK (kind IN ('event', 'continuous')),
+    start_ms    INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    size        INTEGER NOT NULL,
+    md5         TEXT NOT NULL,
+    sha256      TEXT NOT NULL,
+    uploaded_at INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL
+  );
+  CREATE INDEX clips_by_account_start ON clips(account_id, start_ms DESC, id DESC);
+  CREATE INDEX clips_by_expiry ON clips(expires_at);
+  `,
+];

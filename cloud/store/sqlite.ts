@@ -1,0 +1,408 @@
+import Database from 'better-sqlite3';
+import type { ClipKind } from '../../shared/contracts/index.js';
+import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
+import type {
+  AccountRow,
+  BindCodeRow,
+  ClaimDeviceInput,
+  ClaimDeviceOutcome,
+  ClipFilter,
+  ClipRow,
+  DeviceRow,
+  SessionRow,
+  Store,
+  UploadRow,
+} from './types.js';
+
+interface AccountRecord {
+  id: string;
+  email: string;
+  password_hash: string;
+  plan: string | null;
+  created_at: number;
+}
+interface SessionRecord {
+  token_hash: string;
+  account_id: string;
+  created_at: number;
+  expires_at: number;
+}
+interface DeviceRecord {
+  serial: string;
+  model: string;
+  account_id: string;
+  token_hash: string;
+  mqtt_password_hash: string;
+  bound_at: number;
+}
+interface UploadRecord {
+  clip_id: string;
+  serial: string;
+  account_id: string;
+  object_key: string;
+  size: number;
+  md5: string;
+  sha256: string;
+  start_ms: number;
+  duration_ms: number;
+  kind: ClipKind;
+  created_at: number;
+}
+interface ClipRecord {
+  id: string;
+  account_id: string;
+  serial: string;
+  object_key: string;
+  kind: ClipKind;
+  start_ms: number;
+  duration_ms: number;
+  size: number;
+  md5: string;
+  sha256: string;
+  uploaded_at: number;
+  expires_at: number;
+}
+
+const toAccount = (r: AccountRecord): AccountRow => ({
+  id: r.id,
+  email: r.email,
+  passwordHash: r.password_hash,
+  plan: r.plan,
+  createdAt: r.created_at,
+});
+const toSession = (r: SessionRecord): SessionRow => ({
+  tokenHash: r.token_hash,
+  accountId: r.account_id,
+  createdAt: r.created_at,
+  expiresAt: r.expires_at,
+});
+const toDevice = (r: DeviceRecord): DeviceRow => ({
+  serial: r.serial,
+  model: r.model,
+  accountId: r.account_id,
+  tokenHash: r.token_hash,
+  mqttPasswordHash: r.mqtt_password_hash,
+  boundAt: r.bound_at,
+});
+const toUpload = (r: UploadRecord): UploadRow => ({
+  clipId: r.clip_id,
+  serial: r.serial,
+  accountId: r.account_id,
+  key: r.object_key,
+  size: r.size,
+  md5: r.md5,
+  sha256: r.sha256,
+  startMs: r.start_ms,
+  durationMs: r.duration_ms,
+  kind: r.kind,
+  createdAt: r.created_at,
+});
+const toClip = (r: ClipRecord): ClipRow => ({
+  id: r.id,
+  accountId: r.account_id,
+  serial: r.serial,
+  key: r.object_key,
+  kind: r.kind,
+  startMs: r.start_ms,
+  durationMs: r.duration_ms,
+  size: r.size,
+  md5: r.md5,
+  sha256: r.sha256,
+  uploadedAt: r.uploaded_at,
+  expiresAt: r.expires_at,
+});
+
+/** A refusal throws out of the claim transaction, so the bind code is not spent. */
+class ClaimRefused extends Error {
+  constructor(readonly outcome: ClaimDeviceOutcome) {
+    super(outcome.status);
+  }
+}
+
+export interface SqliteStoreOptions {
+  /** a file path, or ':memory:' for tests */
+  path: string;
+}
+
+/**
+ * The embedded metadata store. better-sqlite3 is synchronous; the methods are
+ * async only to keep the Store interface the PostgreSQL store shares. WAL lets
+ * readers run beside the one writer; synchronous=FULL because a completed
+ * upload is a promise to the device that may then delete its copy.
+ */
+export class SqliteStore implements Store {
+  private readonly db: Database.Database;
+  private closed = false;
+
+  constructor(opts: SqliteStoreOptions) {
+    this.db = new Database(opts.path);
+    if (opts.path !== ':memory:') this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    this.migrate();
+  }
+
+  /** the schema version this file is at */
+  get schemaVersion(): number {
+    return this.db.pragma('user_version', { simple: true }) as number;
+  }
+
+  private migrate(): void {
+    const current = this.schemaVersion;
+    if (current > SQLITE_MIGRATIONS.length) {
+      throw new Error(
+        `the database schema (version ${current}) is newer than this program knows (${SQLITE_MIGRATIONS.length}); upgrade camvault`,
+      );
+    }
+    for (let v = current; v < SQLITE_MIGRATIONS.length; v++) {
+      const sql = SQLITE_MIGRATIONS[v] as string;
+      this.db.transaction(() => {
+        this.db.exec(sql);
+        this.db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+  }
+
+  private get live(): Database.Database {
+    if (this.closed) throw new Error('the store is closed');
+    return this.db;
+  }
+
+  async createAccount(row: AccountRow): Promise<boolean> {
+    const info = this.live
+      .prepare(
+        `INSERT INTO accounts (id, email, password_hash, plan, created_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (email) DO NOTHING`,
+      )
+      .run(row.id, row.email, row.passwordHash, row.plan, row.createdAt);
+    return info.changes === 1;
+  }
+
+  async getAccountById(id: string): Promise<AccountRow | null> {
+    const r = this.live.prepare('SELECT * FROM accounts WHERE id = ?').get(id) as AccountRecord | undefined;
+    return r ? toAccount(r) : null;
+  }
+
+  async getAccountByEmail(email: string): Promise<AccountRow | null> {
+    const r = this.live.prepare('SELECT * FROM accounts WHERE email = ?').get(email) as AccountRecord | undefined;
+    return r ? toAccount(r) : null;
+  }
+
+  async setAccountPlan(accountId: string, plan: string | null): Promise<void> {
+    this.live.prepare('UPDATE accounts SET plan = ? WHERE id = ?').run(plan, accountId);
+  }
+
+  async createSession(row: SessionRow): Promise<void> {
+    this.live
+      .prepare('INSERT INTO sessions (token_hash, account_id, created_at, expires_at) VALUES (?, ?, ?, ?)')
+      .run(row.tokenHash, row.accountId, row.createdAt, row.expiresAt);
+  }
+
+  async getSession(tokenHash: string, nowMs: number): Promise<SessionRow | null> {
+    const r = this.live
+      .prepare('SELECT * FROM sessions WHERE token_hash = ? AND expires_at > ?')
+      .get(tokenHash, nowMs) as SessionRecord | undefined;
+    return r ? toSession(r) : null;
+  }
+
+  async deleteSession(tokenHash: string): Promise<void> {
+    this.live.prepare('DELETE FROM sessions WHERE token_hash = ?').run(tokenHash);
+  }
+
+  async createBindCode(row: BindCodeRow): Promise<void> {
+    this.live
+      .prepare('INSERT INTO bind_codes (code_hash, account_id, created_at, expires_at) VALUES (?, ?, ?, ?)')
+      .run(row.codeHash, row.accountId, row.createdAt, row.expiresAt);
+  }
+
+  private consumeBindCodeSync(codeHash: string, nowMs: number): string | null {
+    // DELETE … RETURNING: the row is gone in the same statement that reads it, so
+    // two claims racing with one code cannot both win (PostgreSQL: same SQL).
+    const r = this.live
+      .prepare('DELETE FROM bind_codes WHERE code_hash = ? AND expires_at > ? RETURNING account_id')
+      .get(codeHash, nowMs) as { account_id: string } | undefined;
+    return r ? r.account_id : null;
+  }
+
+  async consumeBindCode(codeHash: string, nowMs: number): Promise<string | null> {
+    return this.consumeBindCodeSync(codeHash, nowMs);
+  }
+
+  async getDevice(serial: string): Promise<DeviceRow | null> {
+    const r = this.live.prepare('SELECT * FROM devices WHERE serial = ?').get(serial) as DeviceRecord | undefined;
+    return r ? toDevice(r) : null;
+  }
+
+  async claimDevice(input: ClaimDeviceInput): Promise<ClaimDeviceOutcome> {
+    const db = this.live;
+    const run = db.transaction((): ClaimDeviceOutcome => {
+      const accountId = this.consumeBindCodeSync(input.codeHash, input.nowMs);
+      if (accountId === null) return { status: 'code-invalid' };
+      const existing = db.prepare('SELECT account_id FROM devices WHERE serial = ?').get(input.serial) as
+        | { account_id: string }
+        | undefined;
+      if (existing && existing.account_id !== accountId) throw new ClaimRefused({ status: 'bound-elsewhere' });
+      if (!existing) {
+        const account = db.prepare('SELECT plan FROM accounts WHERE id = ?').get(accountId) as { plan: string | null };
+        const limit = input.cameraLimit(account.plan);
+        if (limit !== null) {
+          const { n } = db.prepare('SELECT COUNT(*) AS n FROM devices WHERE account_id = ?').get(accountId) as {
+            n: number;
+          };
+          if (n >= limit) throw new ClaimRefused({ status: 'camera-limit' });
+        }
+      }
+      db.prepare(
+        `INSERT INTO devices (serial, model, account_id, token_hash, mqtt_password_hash, bound_at)
+         VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (serial) DO UPDATE SET model = excluded.model, token_hash = excluded.token_hash,
+           mqtt_password_hash = excluded.mqtt_password_hash, bound_at = excluded.bound_at`,
+      ).run(input.serial, input.model, accountId, input.tokenHash, input.mqttPasswordHash, input.nowMs);
+      return { status: existing ? 'rebound' : 'bound', accountId };
+    });
+    try {
+      // IMMEDIATE takes the write lock up front: the camera count cannot change under us
+      return run.immediate();
+    } catch (err) {
+      if (err instanceof ClaimRefused) return err.outcome;
+      throw err;
+    }
+  }
+
+  async listDevices(accountId: string): Promise<DeviceRow[]> {
+    const rows = this.live
+      .prepare('SELECT * FROM devices WHERE account_id = ? ORDER BY bound_at, serial')
+      .all(accountId) as DeviceRecord[];
+    return rows.map(toDevice);
+  }
+
+  async unbindDevice(serial: string, accountId: string): Promise<boolean> {
+    // uploads go with the device (ON DELETE CASCADE)
+    const info = this.live.prepare('DELETE FROM devices WHERE serial = ? AND account_id = ?').run(serial, accountId);
+    return info.changes === 1;
+  }
+
+  async upsertUpload(row: UploadRow): Promise<void> {
+    this.live
+      .prepare(
+        `INSERT INTO uploads (clip_id, serial, account_id, object_key, size, md5, sha256, start_ms, duration_ms, kind, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (clip_id) DO UPDATE SET serial = excluded.serial, account_id = excluded.account_id,
+           object_key = excluded.object_key, size = excluded.size, md5 = excluded.md5, sha256 = excluded.sha256,
+           start_ms = excluded.start_ms, duration_ms = excluded.duration_ms, kind = excluded.kind,
+           created_at = excluded.created_at`,
+      )
+      .run(
+        row.clipId,
+        row.serial,
+        row.accountId,
+        row.key,
+        row.size,
+        row.md5,
+        row.sha256,
+        row.startMs,
+        row.durationMs,
+        row.kind,
+        row.createdAt,
+      );
+  }
+
+  async getUpload(clipId: string): Promise<UploadRow | null> {
+    const r = this.live.prepare('SELECT * FROM uploads WHERE clip_id = ?').get(clipId) as UploadRecord | undefined;
+    return r ? toUpload(r) : null;
+  }
+
+  async deleteUpload(clipId: string): Promise<void> {
+    this.live.prepare('DELETE FROM uploads WHERE clip_id = ?').run(clipId);
+  }
+
+  async sumPendingUploadBytes(accountId: string, exceptClipId?: string): Promise<number> {
+    const r = this.live
+      .prepare('SELECT COALESCE(SUM(size), 0) AS n FROM uploads WHERE account_id = ? AND clip_id IS NOT ?')
+      .get(accountId, exceptClipId ?? null) as { n: number };
+    return r.n;
+  }
+
+  async insertClip(row: ClipRow): Promise<ClipRow> {
+    const db = this.live;
+    db.prepare(
+      `INSERT INTO clips (id, account_id, serial, object_key, kind, start_ms, duration_ms, size, md5, sha256, uploaded_at, expires_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (id) DO NOTHING`,
+    ).run(
+      row.id,
+      row.accountId,
+      row.serial,
+      row.key,
+      row.kind,
+      row.startMs,
+      row.durationMs,
+      row.size,
+      row.md5,
+      row.sha256,
+      row.uploadedAt,
+      row.expiresAt,
+    );
+    return toClip(db.prepare('SELECT * FROM clips WHERE id = ?').get(row.id) as ClipRecord);
+  }
+
+  async getClip(id: string): Promise<ClipRow | null> {
+    const r = this.live.prepare('SELECT * FROM clips WHERE id = ?').get(id) as ClipRecord | undefined;
+    return r ? toClip(r) : null;
+  }
+
+  async listClips(filter: ClipFilter): Promise<ClipRow[]> {
+    const where = ['account_id = @accountId'];
+    const params: Record<string, string | number> = { accountId: filter.accountId, limit: filter.limit };
+    if (filter.serial !== undefined) {
+      where.push('serial = @serial');
+      params.serial = filter.serial;
+    }
+    if (filter.fromMs !== undefined) {
+      where.push('start_ms >= @fromMs');
+      params.fromMs = filter.fromMs;
+    }
+    if (filter.toMs !== undefined) {
+      where.push('start_ms < @toMs');
+      params.toMs = filter.toMs;
+    }
+    if (filter.kind !== undefined) {
+      where.push('kind = @kind');
+      params.kind = filter.kind;
+    }
+    if (filter.visibleAt !== undefined) {
+      where.push('expires_at > @visibleAt');
+      params.visibleAt = filter.visibleAt;
+    }
+    if (filter.after !== undefined) {
+      where.push('(start_ms < @afterStart OR (start_ms = @afterStart AND id < @afterId))');
+      params.afterStart = filter.after.startMs;
+      params.afterId = filter.after.id;
+    }
+    const rows = this.live
+      .prepare(`SELECT * FROM clips WHERE ${where.join(' AND ')} ORDER BY start_ms DESC, id DESC LIMIT @limit`)
+      .all(params) as ClipRecord[];
+    return rows.map(toClip);
+  }
+
+  async deleteClips(ids: string[]): Promise<number> {
+    if (ids.length === 0) return 0;
+    const db = this.live;
+    const del = db.prepare('DELETE FROM clips WHERE id = ?');
+    return db.transaction(() => ids.reduce((n, id) => n + del.run(id).changes, 0))();
+  }
+
+  async sumClipBytes(accountId: string, visibleAt: number): Promise<number> {
+    const r = this.live
+      .prepare('SELECT COALESCE(SUM(size), 0) AS n FROM clips WHERE account_id = ? AND expires_at > ?')
+      .get(accountId, visibleAt) as { n: number };
+    return r.n;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+  }
+}
