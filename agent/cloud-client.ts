@@ -1,0 +1,290 @@
+import type { FileHandle } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
+import { pipeline } from 'node:stream/promises';
+import type { z } from 'zod';
+import { systemClock, type Clock } from '../shared/clock.js';
+import { ErrorResponse } from '../shared/contracts/common.js';
+import { CompleteResponse } from '../shared/contracts/clips.js';
+import { ClaimResponse, type ClaimRequest } from '../shared/contracts/devices.js';
+import { PresignResponse, type PresignRequest } from '../shared/contracts/uploads.js';
+
+/**
+ * Codes the client itself produces, next to the API's catalogue codes: the
+ * request never got an HTTP answer, or the answer made no sense.
+ */
+export const CLIENT_CODES = {
+  NETWORK_ERROR: 'NETWORK_ERROR',
+  TIMEOUT: 'TIMEOUT',
+  ABORTED: 'ABORTED',
+  BAD_RESPONSE: 'BAD_RESPONSE',
+  /** the clip's file is not on disk any more */
+  FILE_MISSING: 'FILE_MISSING',
+  /** the file's size differs from the one journaled and signed */
+  FILE_CHANGED: 'FILE_CHANGED',
+  FILE_UNREADABLE: 'FILE_UNREADABLE',
+} as const;
+
+/** A refusal or failure of a cloud call. status is 0 when no HTTP answer came. */
+export class CloudError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly retryAfterSec?: number;
+
+  constructor(status: number, code: string, message?: string, retryAfterSec?: number) {
+    super(message ?? code);
+    this.name = 'CloudError';
+    this.status = status;
+    this.code = code;
+    if (retryAfterSec !== undefined) this.retryAfterSec = retryAfterSec;
+  }
+}
+
+export interface PutResult {
+  status: number;
+  ok: boolean;
+  code?: string;
+  retryAfterSec?: number;
+}
+
+/** Retry-After is either delta-seconds or an HTTP date (RFC 9110, 10.2.3). */
+export function parseRetryAfter(value: string | null | undefined, nowMs: number): number | undefined {
+  if (!value) return undefined;
+  const v = value.trim();
+  if (/^\d+$/.test(v)) return Number(v);
+  const at = Date.parse(v);
+  if (Number.isNaN(at)) return undefined;
+  return Math.max(0, Math.ceil((at - nowMs) / 1000));
+}
+
+/**
+ * The error code in an error body: the API's JSON shape, or an S3-style XML
+ * error, where an expired presigned URL is `AccessDenied` with "Request has
+ * expired" (AWS, Ceph RGW, MinIO) and maps to URL_EXPIRED like the local
+ * driver's answer.
+ */
+export function errorCodeFromBody(status: number, body: string): string {
+  const text = body.trim();
+  if (text.startsWith('{')) {
+    try {
+      const parsed = ErrorResponse.safeParse(JSON.parse(text));
+      if (parsed.success) return parsed.data.error.code;
+    } catch {
+      // not JSON after all
+    }
+  }
+  const xmlCode = /<Code>([^<]{1,64})<\/Code>/.exec(text)?.[1];
+  if (xmlCode) {
+    if (xmlCode === 'ExpiredToken' || (xmlCode === 'AccessDenied' && /expired/i.test(text))) return 'URL_EXPIRED';
+    return xmlCode;
+  }
+  return `HTTP_${status}`;
+}
+
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
+export interface CloudClientOptions {
+  /** the cloud's base URL, e.g. https://cloud.example.com */
+  baseUrl: string;
+  /** per API request */
+  timeoutMs?: number;
+  /** an upload that makes no progress for this long is abandoned */
+  putIdleTimeoutMs?: number;
+  clock?: Clock;
+  fetch?: typeof fetch;
+}
+
+/**
+ * The device side of the API. Nothing here logs: callers log codes and clip
+ * ids, never a URL's query (its signature) or the device token.
+ */
+export class CloudClient {
+  private readonly baseUrl: string;
+  private readonly timeoutMs: number;
+  private readonly putIdleTimeoutMs: number;
+  private readonly clock: Clock;
+  private readonly fetchFn: typeof fetch;
+  private authorization: string | undefined;
+
+  constructor(opts: CloudClientOptions) {
+    this.baseUrl = opts.baseUrl.replace(/\/+$/, '');
+    this.timeoutMs = opts.timeoutMs ?? 15_000;
+    this.putIdleTimeoutMs = opts.putIdleTimeoutMs ?? 30_000;
+    this.clock = opts.clock ?? systemClock;
+    this.fetchFn = opts.fetch ?? fetch;
+  }
+
+  setDeviceCredentials(serial: string, deviceToken: string): void {
+    this.authorization = `Device ${serial}:${deviceToken}`;
+  }
+
+  claim(req: ClaimRequest, opts: CallOptions = {}): Promise<ClaimResponse> {
+    return this.call('POST', '/v1/device/claim', req, ClaimResponse, { ...opts, auth: false });
+  }
+
+  async presign(req: PresignRequest, opts: CallOptions = {}): Promise<PresignResponse> {
+    const res = await this.call('POST', '/v1/device/uploads', req, PresignResponse, { ...opts, auth: true });
+    if (res.clipId !== req.clipId) throw new CloudError(200, CLIENT_CODES.BAD_RESPONSE, 'presign answered for another clip');
+    return res;
+  }
+
+  complete(clipId: string, opts: CallOptions = {}): Promise<CompleteResponse> {
+    return this.call('POST', `/v1/device/uploads/${encodeURIComponent(clipId)}/complete`, {}, CompleteResponse, { ...opts, auth: true });
+  }
+
+  private async call<S extends z.ZodTypeAny>(
+    method: string,
+    path: string,
+    body: unknown,
+    schema: S,
+    opts: CallOptions & { auth: boolean },
+  ): Promise<z.output<S>> {
+    if (opts.signal?.aborted) throw new CloudError(0, CLIENT_CODES.ABORTED, 'aborted');
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (opts.auth) {
+      if (!this.authorization) throw new CloudError(0, 'DEVICE_UNAUTHENTICATED', 'the device has no credentials yet');
+      headers.authorization = this.authorization;
+    }
+    const timeout = AbortSignal.timeout(this.timeoutMs);
+    const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
+    let status = 0;
+    let text: string;
+    let retryAfter: string | null;
+    try {
+      const res = await this.fetchFn(this.baseUrl + path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal,
+      });
+      status = res.status;
+      retryAfter = res.headers.get('retry-after');
+      text = await res.text();
+    } catch (err) {
+      if (opts.signal?.aborted) throw new CloudError(0, CLIENT_CODES.ABORTED, 'aborted');
+      if (timeout.aborted) throw new CloudError(status, CLIENT_CODES.TIMEOUT, `${method} ${path} timed out after ${this.timeoutMs} ms`);
+      throw new CloudError(status, CLIENT_CODES.NETWORK_ERROR, `${method} ${path}: ${networkMessage(err)}`);
+    }
+    if (status < 200 || status >= 300) {
+      const code = errorCodeFromBody(status, text);
+      throw new CloudError(status, code, `${method} ${path} → ${status} ${code}`, parseRetryAfter(retryAfter, this.clock.now()));
+    }
+    let json: unknown;
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      throw new CloudError(status, CLIENT_CODES.BAD_RESPONSE, `${method} ${path}: the answer is not JSON`);
+    }
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) {
+      throw new CloudError(status, CLIENT_CODES.BAD_RESPONSE, `${method} ${path}: unexpected answer (${parsed.error.issues[0]?.path.join('.') ?? ''})`);
+    }
+    return parsed.data as z.output<S>;
+  }
+
+  /**
+   * PUTs a file to a presigned URL, streamed from disk with exactly the headers
+   * the presign answer lists (Content-Length and Content-MD5 are signed into
+   * the URL). Memory stays flat whatever the size. Resolves with the status and
+   * the error code of a refusal; rejects with a CloudError when no HTTP answer
+   * came (network, timeout, abort) or the file is missing or changed.
+   */
+  async streamPut(presigned: Pick<PresignResponse, 'url' | 'headers'>, path: string, opts: CallOptions = {}): Promise<PutResult> {
+    const { signal } = opts;
+    if (signal?.aborted) throw new CloudError(0, CLIENT_CODES.ABORTED, 'aborted');
+    let fh: FileHandle;
+    try {
+      fh = await open(path, 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new CloudError(0, CLIENT_CODES.FILE_MISSING, 'the clip file is gone');
+      throw new CloudError(0, CLIENT_CODES.FILE_UNREADABLE, `the clip file cannot be opened: ${(err as NodeJS.ErrnoException).code ?? ''}`);
+    }
+    try {
+      const { size } = await fh.stat();
+      const declared = Object.entries(presigned.headers).find(([k]) => k.toLowerCase() === 'content-length')?.[1];
+      if (declared !== undefined && Number(declared) !== size) {
+        throw new CloudError(0, CLIENT_CODES.FILE_CHANGED, `the clip file is ${size} bytes, ${declared} were signed`);
+      }
+      return await this.put(presigned, fh, signal);
+    } finally {
+      await fh.close().catch(() => undefined);
+    }
+  }
+
+  private put(presigned: Pick<PresignResponse, 'url' | 'headers'>, fh: FileHandle, signal: AbortSignal | undefined): Promise<PutResult> {
+    const url = new URL(presigned.url);
+    const transport = url.protocol === 'https:' ? https : http;
+    return new Promise<PutResult>((resolve, reject) => {
+      let settled = false;
+      const settle = (fn: () => void): void => {
+        if (settled) return;
+        settled = true;
+        signal?.removeEventListener('abort', onAbort);
+        fn();
+      };
+      const req = transport.request(url, { method: 'PUT', headers: presigned.headers });
+      const onAbort = (): void => {
+        req.destroy();
+        settle(() => reject(new CloudError(0, CLIENT_CODES.ABORTED, 'aborted')));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      req.setTimeout(this.putIdleTimeoutMs, () => {
+        req.destroy();
+        settle(() => reject(new CloudError(0, CLIENT_CODES.TIMEOUT, `upload made no progress for ${this.putIdleTimeoutMs} ms`)));
+      });
+      req.on('response', (res) => {
+        const status = res.statusCode ?? 0;
+        const chunks: Buffer[] = [];
+        let kept = 0;
+        res.on('data', (c: Buffer) => {
+          // an error body is small; never hold more than 64 KiB of whatever comes back
+          if (kept < 64 * 1024) {
+            chunks.push(c);
+            kept += c.length;
+          }
+        });
+        res.on('end', () => {
+          const ok = status >= 200 && status < 300;
+          const result: PutResult = { status, ok };
+          if (!ok) {
+            result.code = errorCodeFromBody(status, Buffer.concat(chunks).toString('utf8'));
+            const ra = parseRetryAfter(headerValue(res.headers['retry-after']), this.clock.now());
+            if (ra !== undefined) result.retryAfterSec = ra;
+            // a refusal can come before the body was sent: stop sending it
+            if (!req.writableFinished) req.destroy();
+          }
+          settle(() => resolve(result));
+        });
+        res.on('error', (err) => settle(() => reject(new CloudError(status, CLIENT_CODES.NETWORK_ERROR, networkMessage(err)))));
+      });
+      req.on('error', (err) => {
+        // after a refusal the server may reset the connection while the body
+        // is still going out; the response (if any) settles the call
+        setImmediate(() => {
+          const code = (err as NodeJS.ErrnoException).syscall === 'read' ? CLIENT_CODES.FILE_UNREADABLE : CLIENT_CODES.NETWORK_ERROR;
+          settle(() => reject(new CloudError(0, code, networkMessage(err))));
+        });
+      });
+      const body = fh.createReadStream({ start: 0, highWaterMark: 256 * 1024, autoClose: false });
+      pipeline(body, req).catch(() => {
+        // reported through req's 'error' or 'response'
+      });
+    });
+  }
+}
+
+function headerValue(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** An error's message and code, without URLs (a presigned URL's query is a credential). */
+function networkMessage(err: unknown): string {
+  const e = err as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
+  const code = e.cause?.code ?? e.code;
+  const msg = (e.cause?.message ?? e.message ?? String(err)).replace(/\bhttps?:\/\/\S+/g, '[url]');
+  return code ? `${code}: ${msg}` : msg;
+}

@@ -1,0 +1,159 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { Serial } from '../shared/contracts/common.js';
+import { BindCode, Model } from '../shared/contracts/devices.js';
+import { resolveFfmpegPath } from '../shared/ffmpeg.js';
+
+/**
+ * The agent's configuration: a JSON file, overridden by environment variables,
+ * overridden by explicit overrides (tests, the demo), validated once at
+ * start-up. A wrong value stops the agent with one line naming the field.
+ */
+const AgentConfigSchema = z
+  .object({
+    serial: Serial,
+    model: Model.default('camvault-sim'),
+    cloudUrl: z
+      .string()
+      .url('must be a URL')
+      .refine((u) => /^https?:$/.test(new URL(u).protocol), 'must be an http(s) URL')
+      .transform((u) => u.replace(/\/+$/, '')),
+    /** any ffmpeg input URL: rtsp://, tcp://, a file */
+    input: z.string().min(1, 'must not be empty'),
+    /** the camera's motion events, NDJSON over TCP */
+    eventsUrl: z
+      .string()
+      .regex(/^tcp:\/\/[^\s/:]+:\d{1,5}$/, 'must look like tcp://host:port')
+      .optional(),
+    channel: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, 'must be 1-32 characters a-z 0-9 _ -')
+      .default('main'),
+    dataDir: z.string().min(1).default('.data/agent'),
+    segmentSeconds: z.number().int('must be a whole number').min(1).max(600).default(10),
+    ffmpegPath: z.string().min(1).optional(),
+    /** used only for the first claim */
+    bindCode: BindCode.optional(),
+    /** false: the agent refuses a plain http: cloudUrl (P10) */
+    development: z.boolean().default(false),
+    uploadConcurrency: z.number().int().min(1).max(16).default(2),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** what happens to the camera's audio: copy (AAC), aac (transcode G.711), drop */
+    audio: z.enum(['copy', 'aac', 'drop']).default('copy'),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (!c.development && new URL(c.cloudUrl).protocol !== 'https:') {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['cloudUrl'],
+        message: 'must be https:// (plain http is allowed only with development: true)',
+      });
+    }
+  });
+
+export type AgentConfigInput = z.input<typeof AgentConfigSchema>;
+export type AgentConfig = Omit<z.output<typeof AgentConfigSchema>, 'ffmpegPath'> & { ffmpegPath: string };
+
+/** Environment variable → field. FFMPEG_PATH is shared with every program. */
+export const AGENT_ENV: Record<string, keyof AgentConfigInput> = {
+  CAMVAULT_AGENT_SERIAL: 'serial',
+  CAMVAULT_AGENT_MODEL: 'model',
+  CAMVAULT_AGENT_CLOUD_URL: 'cloudUrl',
+  CAMVAULT_AGENT_INPUT: 'input',
+  CAMVAULT_AGENT_EVENTS_URL: 'eventsUrl',
+  CAMVAULT_AGENT_CHANNEL: 'channel',
+  CAMVAULT_AGENT_DATA_DIR: 'dataDir',
+  CAMVAULT_AGENT_SEGMENT_SECONDS: 'segmentSeconds',
+  CAMVAULT_AGENT_BIND_CODE: 'bindCode',
+  CAMVAULT_AGENT_DEVELOPMENT: 'development',
+  CAMVAULT_AGENT_UPLOAD_CONCURRENCY: 'uploadConcurrency',
+  CAMVAULT_AGENT_LOG_LEVEL: 'logLevel',
+  CAMVAULT_AGENT_AUDIO: 'audio',
+  FFMPEG_PATH: 'ffmpegPath',
+};
+
+const NUMERIC: ReadonlySet<string> = new Set(['segmentSeconds', 'uploadConcurrency']);
+const BOOLEAN: ReadonlySet<string> = new Set(['development']);
+
+/** A configuration problem: its message is the one line the CLI prints. */
+export class AgentConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'AgentConfigError';
+  }
+}
+
+export interface LoadAgentConfigOptions {
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  overrides?: Partial<AgentConfigInput>;
+}
+
+function fromEnv(env: NodeJS.ProcessEnv): { values: Record<string, unknown>; sources: Record<string, string> } {
+  const values: Record<string, unknown> = {};
+  const sources: Record<string, string> = {};
+  for (const [name, field] of Object.entries(AGENT_ENV)) {
+    const raw = env[name];
+    if (raw === undefined || raw === '') continue;
+    let value: unknown = raw;
+    if (NUMERIC.has(field)) value = /^\s*-?\d+(\.\d+)?\s*$/.test(raw) ? Number(raw) : raw;
+    else if (BOOLEAN.has(field)) value = /^(1|true|yes|on)$/i.test(raw) ? true : /^(0|false|no|off)$/i.test(raw) ? false : raw;
+    values[field] = value;
+    sources[field] = name;
+  }
+  return { values, sources };
+}
+
+export function loadAgentConfig(opts: LoadAgentConfigOptions = {}): AgentConfig {
+  const env = opts.env ?? process.env;
+  let fileValues: Record<string, unknown> = {};
+  if (opts.file) {
+    let text: string;
+    try {
+      text = readFileSync(opts.file, 'utf8');
+    } catch (err) {
+      throw new AgentConfigError(`cannot read config file ${opts.file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    }
+    try {
+      const parsed: unknown = JSON.parse(text);
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object');
+      fileValues = parsed as Record<string, unknown>;
+    } catch (err) {
+      throw new AgentConfigError(`config file ${opts.file} is not a JSON object: ${(err as Error).message}`);
+    }
+  }
+  const { values: envValues, sources } = fromEnv(env);
+  const merged: Record<string, unknown> = { ...fileValues, ...envValues };
+  for (const [k, v] of Object.entries(opts.overrides ?? {})) {
+    if (v !== undefined) {
+      merged[k] = v;
+      sources[k] = 'overrides';
+    }
+  }
+  const result = AgentConfigSchema.safeParse(merged);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const field = issue?.path.join('.') || '(root)';
+    const from = sources[String(issue?.path[0])] ?? (opts.file ? opts.file : undefined);
+    if (issue?.code === z.ZodIssueCode.unrecognized_keys) {
+      throw new AgentConfigError(`invalid agent config: unknown field ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}${opts.file ? ` (in ${opts.file})` : ''}`);
+    }
+    if (issue?.code === z.ZodIssueCode.invalid_type && issue.received === 'undefined') {
+      const envName = Object.entries(AGENT_ENV).find(([, f]) => f === issue.path[0])?.[0];
+      throw new AgentConfigError(`invalid agent config: ${field}: is required (set "${field}" in the config file${envName ? ` or ${envName}` : ''})`);
+    }
+    throw new AgentConfigError(`invalid agent config: ${field}: ${issue?.message ?? 'invalid'}${from ? ` (from ${from})` : ''}`);
+  }
+  const c = result.data;
+  let ffmpegPath = c.ffmpegPath;
+  if (!ffmpegPath) {
+    try {
+      ffmpegPath = resolveFfmpegPath({});
+    } catch (err) {
+      throw new AgentConfigError(`invalid agent config: ffmpegPath: ${(err as Error).message}`);
+    }
+  }
+  return { ...c, dataDir: resolve(c.dataDir), ffmpegPath };
+}

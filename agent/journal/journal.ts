@@ -1,0 +1,327 @@
+import Database from 'better-sqlite3';
+import { chmodSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { systemClock, type Clock } from '../../shared/clock.js';
+import type { ClipKind } from '../../shared/contracts/common.js';
+
+/**
+ * The agent's journal: what was recorded, what is uploaded, and the device's
+ * credentials. DESIGN: "every state change is durable before anything acts on
+ * it".
+ *
+ * WAL with synchronous=FULL. NORMAL in WAL mode is crash-safe against a
+ * process kill but may lose the last commits on power loss, and power loss is
+ * the failure this device sees most. A lost "uploaded" mark only costs a
+ * re-upload (CLIP_ALREADY_UPLOADED), but a lost clip row orphans a segment and
+ * a lost device token bricks uploads until the owner binds the camera again.
+ * The price is one WAL fsync per commit: a few per segment, every 10 s, which
+ * neither the SD card nor the CPU notices.
+ */
+
+export const CLIP_STATES = ['queued', 'uploading', 'uploaded', 'failed', 'lost'] as const;
+export type ClipState = (typeof CLIP_STATES)[number];
+
+export interface ClipRow {
+  id: string;
+  channel: string;
+  path: string;
+  startMs: number;
+  durationMs: number;
+  size: number;
+  md5: string;
+  sha256: string;
+  kind: ClipKind;
+  state: ClipState;
+  attempts: number;
+  lastErrorCode: string | null;
+  /** a queued clip is not tried again before this time */
+  notBeforeMs: number | null;
+  createdAt: number;
+  uploadedAt: number | null;
+}
+
+export interface NewClip {
+  id: string;
+  channel: string;
+  path: string;
+  startMs: number;
+  durationMs: number;
+  size: number;
+  md5: string;
+  sha256: string;
+  kind: ClipKind;
+}
+
+export interface DeviceCredentials {
+  serial: string;
+  deviceToken: string;
+  mqtt: { username: string; password: string };
+  claimedAt: number;
+}
+
+export type ClipCounts = Record<ClipState, number>;
+
+interface DbClip {
+  id: string;
+  channel: string;
+  path: string;
+  start_ms: number;
+  duration_ms: number;
+  size: number;
+  md5: string;
+  sha256: string;
+  kind: ClipKind;
+  state: ClipState;
+  attempts: number;
+  last_error_code: string | null;
+  not_before_ms: number | null;
+  created_at: number;
+  uploaded_at: number | null;
+}
+
+function toRow(r: DbClip): ClipRow {
+  return {
+    id: r.id,
+    channel: r.channel,
+    path: r.path,
+    startMs: r.start_ms,
+    durationMs: r.duration_ms,
+    size: r.size,
+    md5: r.md5,
+    sha256: r.sha256,
+    kind: r.kind,
+    state: r.state,
+    attempts: r.attempts,
+    lastErrorCode: r.last_error_code,
+    notBeforeMs: r.not_before_ms,
+    createdAt: r.created_at,
+    uploadedAt: r.uploaded_at,
+  };
+}
+
+/** Schema migrations, applied in order; user_version = how many have run. */
+const MIGRATIONS: string[] = [
+  `
+  CREATE TABLE clips (
+    id              TEXT PRIMARY KEY,
+    channel         TEXT NOT NULL,
+    path            TEXT NOT NULL UNIQUE,
+    start_ms        INTEGER NOT NULL,
+    duration_ms     INTEGER NOT NULL,
+    size            INTEGER NOT NULL,
+    md5             TEXT NOT NULL,
+    sha256          TEXT NOT NULL,
+    kind            TEXT NOT NULL CHECK (kind IN ('event', 'continuous')),
+    state           TEXT NOT NULL CHECK (state IN ('queued', 'uploading', 'uploaded', 'failed', 'lost')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    last_error_code TEXT,
+    not_before_ms   INTEGER,
+    created_at      INTEGER NOT NULL,
+    uploaded_at     INTEGER
+  ) STRICT;
+  -- the upload queue: events first, then oldest first
+  CREATE INDEX clips_upload_queue ON clips (state, kind, start_ms);
+  CREATE TABLE device_state (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+  ) STRICT;
+  `,
+];
+
+export const JOURNAL_FILE = 'agent.db';
+
+export interface JournalOpenOptions {
+  clock?: Clock;
+  /** for `agent status` while the agent runs: no migration, no recovery, no writes */
+  readonly?: boolean;
+}
+
+export class Journal {
+  private readonly db: Database.Database;
+  private readonly clock: Clock;
+  private readonly statements = new Map<string, Database.Statement>();
+  private closed = false;
+  readonly path: string;
+  /** clips that were 'uploading' when the journal was last closed uncleanly */
+  readonly recovered: number;
+
+  private constructor(db: Database.Database, path: string, clock: Clock, recovered: number) {
+    this.db = db;
+    this.path = path;
+    this.clock = clock;
+    this.recovered = recovered;
+  }
+
+  /** Opens (or creates) `<dataDir>/agent.db`. */
+  static open(dataDir: string, opts: JournalOpenOptions = {}): Journal {
+    const clock = opts.clock ?? systemClock;
+    const path = join(dataDir, JOURNAL_FILE);
+    if (opts.readonly) {
+      const db = new Database(path, { readonly: true, fileMustExist: true });
+      db.pragma('busy_timeout = 2000');
+      return new Journal(db, path, clock, 0);
+    }
+    // the journal holds the device token: the folder and file are the agent's alone
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    const db = new Database(path);
+    try {
+      chmodSync(path, 0o600);
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+      db.pragma('busy_timeout = 5000');
+      db.pragma('foreign_keys = ON');
+      migrate(db);
+      // A crash (or power cut) mid-upload leaves clips marked 'uploading'
+      // that nothing is uploading any more: put them back in the queue.
+      const recovered = db.prepare(`UPDATE clips SET state = 'queued' WHERE state = 'uploading'`).run().changes;
+      return new Journal(db, path, clock, recovered);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  /** Journals a closed segment as a queued clip. Durable when this returns. */
+  addClip(clip: NewClip): ClipRow {
+    this.stmt(
+        `INSERT INTO clips (id, channel, path, start_ms, duration_ms, size, md5, sha256, kind, state, attempts, created_at)
+         VALUES (@id, @channel, @path, @startMs, @durationMs, @size, @md5, @sha256, @kind, 'queued', 0, @createdAt)`,
+      )
+      .run({ ...clip, createdAt: this.clock.now() });
+    return this.getClip(clip.id) as ClipRow;
+  }
+
+  getClip(id: string): ClipRow | undefined {
+    const r = this.stmt(`SELECT * FROM clips WHERE id = ?`).get(id) as DbClip | undefined;
+    return r ? toRow(r) : undefined;
+  }
+
+  getClipByPath(path: string): ClipRow | undefined {
+    const r = this.stmt(`SELECT * FROM clips WHERE path = ?`).get(path) as DbClip | undefined;
+    return r ? toRow(r) : undefined;
+  }
+
+  /**
+   * The next queued clips to upload: events first, then oldest first, leaving
+   * out clips waiting out a retry delay and ids already being handled.
+   */
+  nextToUpload(limit: number, exclude: readonly string[] = []): ClipRow[] {
+    if (limit <= 0) return [];
+    const now = this.clock.now();
+    const rows = this.stmt(
+        `SELECT * FROM clips
+         WHERE state = 'queued' AND (not_before_ms IS NULL OR not_before_ms <= ?)
+         ORDER BY CASE kind WHEN 'event' THEN 0 ELSE 1 END, start_ms, id
+         LIMIT ?`,
+      )
+      .all(now, limit + exclude.length) as DbClip[];
+    const skip = new Set(exclude);
+    return rows.filter((r) => !skip.has(r.id)).slice(0, limit).map(toRow);
+  }
+
+  /** When the earliest clip waiting out a retry delay becomes due, if any. */
+  nextDueAt(): number | undefined {
+    const r = this.stmt(`SELECT MIN(not_before_ms) AS t FROM clips WHERE state = 'queued' AND not_before_ms IS NOT NULL`)
+      .get() as { t: number | null };
+    return r.t ?? undefined;
+  }
+
+  markUploading(id: string): void {
+    this.transition(id, ['queued'], `state = 'uploading', attempts = attempts + 1`);
+  }
+
+  markUploaded(id: string): void {
+    this.transition(id, ['queued', 'uploading', 'failed'], `state = 'uploaded', uploaded_at = @now, last_error_code = NULL, not_before_ms = NULL`);
+  }
+
+  /** Gives up on a clip: the cloud refuses it for good, or its file is unusable. */
+  markFailed(id: string, code: string): void {
+    this.transition(id, ['queued', 'uploading'], `state = 'failed', last_error_code = @code`, { code });
+  }
+
+  /** The file is gone (deleted, or the card lost it). */
+  markLost(id: string, code: string): void {
+    this.transition(id, ['queued', 'uploading', 'failed'], `state = 'lost', last_error_code = @code`, { code });
+  }
+
+  /** Back in the queue, optionally not before `notBeforeMs`, recording why. */
+  markQueued(id: string, opts: { code?: string; notBeforeMs?: number } = {}): void {
+    this.transition(id, ['uploading', 'queued', 'failed'], `state = 'queued', last_error_code = COALESCE(@code, last_error_code), not_before_ms = @notBefore`, {
+      code: opts.code ?? null,
+      notBefore: opts.notBeforeMs ?? null,
+    });
+  }
+
+  countsByState(): ClipCounts {
+    const counts = Object.fromEntries(CLIP_STATES.map((s) => [s, 0])) as ClipCounts;
+    const rows = this.stmt(`SELECT state, COUNT(*) AS n FROM clips GROUP BY state`).all() as { state: ClipState; n: number }[];
+    for (const r of rows) counts[r.state] = r.n;
+    return counts;
+  }
+
+  /** The oldest clip still waiting to be uploaded (queued or uploading). */
+  oldestUnuploaded(): { id: string; startMs: number } | undefined {
+    const r = this.stmt(`SELECT id, start_ms FROM clips WHERE state IN ('queued', 'uploading') ORDER BY start_ms, id LIMIT 1`)
+      .get() as { id: string; start_ms: number } | undefined;
+    return r ? { id: r.id, startMs: r.start_ms } : undefined;
+  }
+
+  getCredentials(): DeviceCredentials | undefined {
+    const r = this.stmt(`SELECT value FROM device_state WHERE key = 'credentials'`).get() as { value: string } | undefined;
+    return r ? (JSON.parse(r.value) as DeviceCredentials) : undefined;
+  }
+
+  setCredentials(creds: DeviceCredentials): void {
+    this.stmt(`INSERT INTO device_state (key, value) VALUES ('credentials', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`)
+      .run(JSON.stringify(creds));
+  }
+
+  clearCredentials(): void {
+    this.stmt(`DELETE FROM device_state WHERE key = 'credentials'`).run();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+  }
+
+  get isOpen(): boolean {
+    return !this.closed;
+  }
+
+  /** Prepared statements are cached: the queue is read every few seconds for months. */
+  private stmt(sql: string): Database.Statement {
+    let s = this.statements.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.statements.set(sql, s);
+    }
+    return s;
+  }
+
+  private transition(id: string, from: readonly ClipState[], set: string, params: Record<string, unknown> = {}): void {
+    const placeholders = from.map((_, i) => `@from${i}`).join(', ');
+    const fromParams = Object.fromEntries(from.map((s, i) => [`from${i}`, s]));
+    const changes = this.stmt(`UPDATE clips SET ${set} WHERE id = @id AND state IN (${placeholders})`)
+      .run({ id, now: this.clock.now(), ...fromParams, ...params }).changes;
+    if (changes === 0) {
+      const clip = this.getClip(id);
+      throw new Error(clip ? `clip ${id} is ${clip.state}, not ${from.join(' or ')}` : `no clip ${id}`);
+    }
+  }
+}
+
+function migrate(db: Database.Database): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > MIGRATIONS.length) {
+    throw new Error(`the journal is from a newer agent (schema ${version}, this agent knows ${MIGRATIONS.length})`);
+  }
+  for (let v = version; v < MIGRATIONS.length; v += 1) {
+    const sql = MIGRATIONS[v] as string;
+    db.transaction(() => {
+      db.exec(sql);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}

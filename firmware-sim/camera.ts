@@ -1,0 +1,302 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { systemClock, type Clock } from '../shared/clock.js';
+import { killOnExit, pipeStderrLines, resolveFfmpegPath } from '../shared/ffmpeg.js';
+import { isSerial } from '../shared/ids.js';
+import { createLogger, type Logger } from '../shared/log.js';
+import { TsFanout } from './ts-fanout.js';
+
+export interface SimCameraOptions {
+  serial: string;
+  width?: number;
+  height?: number;
+  fps?: number;
+  /** keyframe interval */
+  gopSeconds?: number;
+  /** a motion event every N seconds; 0 = never (triggerMotion() still works) */
+  motionEverySec?: number;
+  ffmpegPath?: string;
+  /** video bitrate; the default scales with the picture size */
+  bitrateKbps?: number;
+  logger?: Logger;
+  host?: '127.0.0.1';
+  /** 0 (the default) picks a free port */
+  port?: number;
+  eventsPort?: number;
+  /** font for the serial and clock overlay; the default probes common paths */
+  fontFile?: string | null;
+  clock?: Clock;
+  /** how long start() waits for the first keyframe */
+  startTimeoutMs?: number;
+}
+
+export interface MotionEvent {
+  serial: string;
+  /** ISO 8601 */
+  at: string;
+}
+
+const FONT_CANDIDATES = [
+  '/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf',
+  '/usr/share/fonts/dejavu/DejaVuSans.ttf',
+  '/usr/share/fonts/TTF/DejaVuSans.ttf',
+  '/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf',
+  '/usr/share/fonts/truetype/freefont/FreeSans.ttf',
+  '/System/Library/Fonts/Supplemental/Arial.ttf',
+  '/Library/Fonts/Arial.ttf',
+];
+
+export function findFont(): string | undefined {
+  return FONT_CANDIDATES.find((p) => existsSync(p));
+}
+
+/** The encoder's argv (without the ffmpeg path). Pure. */
+export function buildCameraArgs(o: {
+  serial: string;
+  width: number;
+  height: number;
+  fps: number;
+  gopSeconds: number;
+  fontFile?: string;
+  /** default: about what a real camera spends, 0.1 bit per pixel per frame, at least 200 kb/s */
+  bitrateKbps?: number;
+}): string[] {
+  const kbps = Math.round(o.bitrateKbps ?? Math.max(200, (o.width * o.height * o.fps * 0.1) / 1000));
+  const args = ['-nostdin', '-hide_banner', '-loglevel', 'warning', '-re', '-f', 'lavfi', '-i', `testsrc2=size=${o.width}x${o.height}:rate=${o.fps}`];
+  if (o.fontFile) {
+    // The serial is [A-Z0-9] only and the font path is checked for characters
+    // the filter syntax treats specially, so neither needs escaping.
+    const size = Math.max(12, Math.round(o.height / 18));
+    args.push('-vf', `drawtext=fontfile=${o.fontFile}:text='${o.serial} %{localtime}':x=8:y=8:fontsize=${size}:fontcolor=white:box=1:boxcolor=black@0.6`);
+  }
+  args.push(
+    '-c:v',
+    'libx264',
+    '-preset',
+    'ultrafast',
+    '-tune',
+    'zerolatency',
+    '-g',
+    String(Math.max(1, Math.round(o.fps * o.gopSeconds))),
+    // cameras stream at a capped bitrate; testsrc2 would otherwise take ~5 Mb/s at 720p
+    '-b:v',
+    `${kbps}k`,
+    '-maxrate',
+    `${kbps}k`,
+    '-bufsize',
+    `${kbps * 2}k`,
+    '-pix_fmt',
+    'yuv420p',
+    // a live source: hand each packet to the pipe at once, not in 32 KiB batches
+    '-flush_packets',
+    '1',
+    '-f',
+    'mpegts',
+    'pipe:1',
+  );
+  return args;
+}
+
+/**
+ * A camera without hardware: one ffmpeg encodes a moving test picture with the
+ * serial and the time burnt in, served as MPEG-TS over TCP to any number of
+ * viewers, plus a TCP feed of motion events as NDJSON.
+ *
+ * Emits 'motion' (MotionEvent).
+ */
+export class SimCamera extends EventEmitter {
+  readonly serial: string;
+  streamUrl = '';
+  eventsUrl = '';
+  private readonly log: Logger;
+  private readonly clock: Clock;
+  private readonly ffmpegPath: string;
+  private readonly encoderArgs: string[];
+  private readonly fanout: TsFanout;
+  private readonly streamServer: Server;
+  private readonly eventsServer: Server;
+  private readonly eventClients = new Set<Socket>();
+  private encoder: ChildProcess | undefined;
+  private encoderFailures = 0;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private motionTimer: NodeJS.Timeout | undefined;
+  private stopping: Promise<void> | undefined;
+  private readonly motionEverySec: number;
+
+  private constructor(opts: SimCameraOptions) {
+    super();
+    if (!isSerial(opts.serial)) throw new Error(`invalid serial ${JSON.stringify(opts.serial)}: 8-32 characters A-Z 0-9`);
+    this.serial = opts.serial;
+    this.log = (opts.logger ?? createLogger({ name: 'firmware-sim', level: process.env.CAMVAULT_LOG_LEVEL ?? 'warn' })).child({ serial: opts.serial });
+    this.clock = opts.clock ?? systemClock;
+    this.ffmpegPath = opts.ffmpegPath ?? resolveFfmpegPath();
+    const width = opts.width ?? 640;
+    const height = opts.height ?? 360;
+    const fps = opts.fps ?? 15;
+    for (const [name, v] of [['width', width], ['height', height], ['fps', fps]] as const) {
+      if (!Number.isInteger(v) || v <= 0 || v > 8192) throw new Error(`invalid ${name}: ${v}`);
+    }
+    let fontFile: string | undefined = opts.fontFile === null ? undefined : (opts.fontFile ?? findFont());
+    if (fontFile && /[':\\,;[\]=]/.test(fontFile)) fontFile = undefined;
+    this.encoderArgs = buildCameraArgs({ serial: this.serial, width, height, fps, gopSeconds: opts.gopSeconds ?? 2, fontFile, bitrateKbps: opts.bitrateKbps });
+    this.motionEverySec = opts.motionEverySec ?? 20;
+    this.fanout = new TsFanout({
+      onViewerStall: (remote, bytes) => this.log.warn({ remote, bytes }, 'a slow viewer stopped receiving until it catches up'),
+    });
+    this.streamServer = createServer((socket) => {
+      socket.setNoDelay(true);
+      this.fanout.add(socket);
+    });
+    this.eventsServer = createServer((socket) => {
+      this.eventClients.add(socket);
+      socket.once('close', () => this.eventClients.delete(socket));
+      socket.on('error', () => socket.destroy());
+      socket.resume();
+    });
+  }
+
+  /** Resolves once the stream is live (the first keyframe went out). */
+  static async start(opts: SimCameraOptions): Promise<SimCamera> {
+    const cam = new SimCamera(opts);
+    const host = opts.host ?? '127.0.0.1';
+    try {
+      const [sp, ep] = await Promise.all([listen(cam.streamServer, host, opts.port ?? 0), listen(cam.eventsServer, host, opts.eventsPort ?? 0)]);
+      cam.streamUrl = `tcp://${host}:${sp}`;
+      cam.eventsUrl = `tcp://${host}:${ep}`;
+      await cam.startEncoder(opts.startTimeoutMs ?? 15_000);
+    } catch (err) {
+      await cam.stop();
+      throw err;
+    }
+    if (cam.motionEverySec > 0) {
+      cam.motionTimer = setInterval(() => cam.triggerMotion(), cam.motionEverySec * 1000);
+    }
+    cam.log.info({ streamUrl: cam.streamUrl, eventsUrl: cam.eventsUrl }, 'sim camera started');
+    return cam;
+  }
+
+  /** The encoder's pid, for tests and fault injection. */
+  get encoderPid(): number | undefined {
+    return this.encoder?.pid;
+  }
+
+  get viewerCount(): number {
+    return this.fanout.viewerCount;
+  }
+
+  get eventsClientCount(): number {
+    return this.eventClients.size;
+  }
+
+  triggerMotion(at: Date = new Date(this.clock.now())): MotionEvent {
+    const event: MotionEvent = { serial: this.serial, at: at.toISOString() };
+    const line = `${JSON.stringify({ type: 'motion', ...event })}\n`;
+    for (const s of this.eventClients) {
+      if (s.writableLength > 1024 * 1024) s.destroy();
+      else s.write(line);
+    }
+    this.emit('motion', event);
+    return event;
+  }
+
+  /** Idempotent: kills the encoder, closes both servers and every connection. */
+  stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
+    if (this.motionTimer) clearInterval(this.motionTimer);
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    const enc = this.encoder;
+    if (enc && enc.exitCode === null && enc.signalCode === null) {
+      const exited = new Promise<void>((resolve) => enc.once('exit', () => resolve()));
+      enc.kill('SIGTERM');
+      const timer = setTimeout(() => enc.kill('SIGKILL'), 3000);
+      await exited;
+      clearTimeout(timer);
+    }
+    this.fanout.closeAll();
+    for (const s of this.eventClients) s.destroy();
+    await Promise.all([closeServer(this.streamServer), closeServer(this.eventsServer)]);
+  }
+
+  private startEncoder(readyTimeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const timer = setTimeout(() => {
+        if (settled) return;
+        settled = true;
+        reject(new Error(`sim camera ${this.serial}: no keyframe from ffmpeg within ${readyTimeoutMs} ms`));
+      }, readyTimeoutMs);
+      this.spawnEncoder({
+        onKeyframe: () => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          resolve();
+        },
+        onFirstExit: (why) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          reject(new Error(`sim camera ${this.serial}: ffmpeg ${why}`));
+        },
+      });
+    });
+  }
+
+  private spawnEncoder(first?: { onKeyframe: () => void; onFirstExit: (why: string) => void }): void {
+    this.restartTimer = undefined;
+    if (this.stopping) return;
+    const child = spawn(this.ffmpegPath, this.encoderArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
+    killOnExit(child);
+    this.encoder = child;
+    const startedAt = this.clock.now();
+    let keyframes = 0;
+    child.stdout?.on('data', (chunk: Buffer) => {
+      const k = this.fanout.push(chunk);
+      if (k > 0 && keyframes === 0) first?.onKeyframe();
+      keyframes += k;
+    });
+    if (child.stderr) pipeStderrLines(child.stderr, (line) => this.log.warn({ ffmpeg: line }, 'sim encoder'));
+    let ended = false;
+    const onEnd = (why: string): void => {
+      if (ended) return;
+      ended = true;
+      if (this.stopping) return;
+      first?.onFirstExit(why);
+      // viewers must reconnect: the new encoder's timestamps start over
+      this.fanout.reset();
+      if (keyframes > 0 || this.clock.now() - startedAt > 30_000) this.encoderFailures = 0;
+      const delay = Math.min(10_000, 500 * 2 ** this.encoderFailures);
+      this.encoderFailures += 1;
+      this.log.warn({ why, restartInMs: delay }, 'sim encoder exited; restarting');
+      this.restartTimer = setTimeout(() => this.spawnEncoder(), delay);
+    };
+    child.once('error', (err) => onEnd(`could not start: ${err.message}`));
+    child.once('exit', (code, signal) => onEnd(`exited (code ${code}, signal ${signal})`));
+  }
+}
+
+function listen(server: Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    if (!server.listening) {
+      resolve();
+      return;
+    }
+    server.close(() => resolve());
+  });
+}
