@@ -1,0 +1,92 @@
+import { describe, expect, it } from 'vitest';
+import { buildRecorderArgs, newRunId, SEGMENT_FORMAT_OPTIONS } from '../../../agent/recorder/ffmpeg-args.js';
+
+const base = { input: 'rtsp://cam.local/stream', segmentSeconds: 10, dir: '/data/segments/main', runId: '1700000000000-abcdef01' };
+
+describe('recorder ffmpeg arguments', () => {
+  it('are exactly the argv DESIGN measured, for an rtsp input', () => {
+    expect(buildRecorderArgs(base)).toEqual([
+      '-nostdin',
+      '-hide_banner',
+      '-loglevel',
+      'warning',
+      '-i',
+      'rtsp://cam.local/stream',
+      '-map',
+      '0',
+      '-c',
+      'copy',
+      '-f',
+      'segment',
+      '-segment_time',
+      '10',
+      '-reset_timestamps',
+      '1',
+      '-segment_format',
+      'mp4',
+      '-segment_format_options',
+      'movflags=+frag_keyframe+empty_moov+default_base_moof:frag_duration=1000000:flush_packets=1',
+      '-segment_list',
+      '/data/segments/main/1700000000000-abcdef01.csv',
+      '-segment_list_type',
+      'csv',
+      '/data/segments/main/1700000000000-abcdef01_%06d.mp4',
+    ]);
+  });
+
+  it('put flush_packets=1 inside -segment_format_options, never as a plain output option', () => {
+    const args = buildRecorderArgs(base);
+    const i = args.indexOf('-segment_format_options');
+    expect(args[i + 1]).toBe(SEGMENT_FORMAT_OPTIONS);
+    expect(args[i + 1]?.split(':')).toContain('flush_packets=1');
+    expect(args[i + 1]?.split(':')).toContain('frag_duration=1000000');
+    expect(args).not.toContain('-flush_packets');
+    expect(args.filter((a) => a.includes('flush_packets'))).toHaveLength(1);
+  });
+
+  it('copy video without transcoding whatever the audio setting', () => {
+    for (const audio of ['copy', 'aac', 'drop'] as const) {
+      const args = buildRecorderArgs({ ...base, audio });
+      const i = args.indexOf('-c');
+      expect(args.slice(i, i + 2)).toEqual(['-c', 'copy']);
+      expect(args).not.toContain('-c:v');
+    }
+    expect(buildRecorderArgs({ ...base, audio: 'aac' })).toEqual(expect.arrayContaining(['-c:a', 'aac']));
+    expect(buildRecorderArgs({ ...base, audio: 'drop' })).toContain('-an');
+    expect(buildRecorderArgs(base)).not.toContain('-an');
+  });
+
+  it('give a tcp input a read timeout before -i, so a silent camera is noticed', () => {
+    const args = buildRecorderArgs({ ...base, input: 'tcp://127.0.0.1:5000' });
+    const t = args.indexOf('-rw_timeout');
+    expect(t).toBeGreaterThan(-1);
+    expect(t).toBeLessThan(args.indexOf('-i'));
+    expect(args[t + 1]).toBe('10000000');
+    expect(buildRecorderArgs(base)).not.toContain('-rw_timeout');
+  });
+
+  it('use the segment length given', () => {
+    const args = buildRecorderArgs({ ...base, segmentSeconds: 2 });
+    expect(args[args.indexOf('-segment_time') + 1]).toBe('2');
+  });
+
+  it('escape a % in the folder so the output template stays one number', () => {
+    const args = buildRecorderArgs({ ...base, dir: '/data/100%/main' });
+    expect(args[args.length - 1]).toBe('/data/100%%/main/1700000000000-abcdef01_%06d.mp4');
+    expect(args[args.indexOf('-segment_list') + 1]).toBe('/data/100%/main/1700000000000-abcdef01.csv');
+  });
+
+  it('refuse a run id that could change the paths', () => {
+    expect(() => buildRecorderArgs({ ...base, runId: '../x' })).toThrow();
+    expect(() => buildRecorderArgs({ ...base, segmentSeconds: 0 })).toThrow();
+  });
+});
+
+describe('run ids', () => {
+  it('start with the time in ms and differ on every launch, even at the same ms', () => {
+    const a = newRunId(1_700_000_000_000);
+    const b = newRunId(1_700_000_000_000);
+    expect(a).toMatch(/^1700000000000-[0-9a-f]{8}$/);
+    expect(a).not.toBe(b);
+  });
+});

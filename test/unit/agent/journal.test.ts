@@ -1,0 +1,153 @@
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Journal, type NewClip } from '../../../agent/journal/journal.js';
+import { ManualClock } from '../../../shared/clock.js';
+import { newClipId } from '../../../shared/ids.js';
+
+const T0 = Date.parse('2026-03-01T12:00:00Z');
+let dir: string;
+let clock: ManualClock;
+
+function clip(startMs: number, kind: 'event' | 'continuous' = 'continuous', name?: string): NewClip {
+  const id = newClipId(startMs);
+  return {
+    id,
+    channel: 'main',
+    path: join(dir, 'segments', name ?? `${id}.mp4`),
+    startMs,
+    durationMs: 10_000,
+    size: 1234,
+    md5: 'AAAAAAAAAAAAAAAAAAAAAA==',
+    sha256: 'a'.repeat(64),
+    kind,
+  };
+}
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'camvault-journal-'));
+  clock = new ManualClock(T0);
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('journal', () => {
+  it('hands out event clips first, then the oldest first', () => {
+    const j = Journal.open(dir, { clock });
+    const oldC = j.addClip(clip(T0 - 50_000));
+    const newC = j.addClip(clip(T0 - 10_000));
+    const newE = j.addClip(clip(T0 - 5_000, 'event'));
+    const oldE = j.addClip(clip(T0 - 40_000, 'event'));
+    expect(j.nextToUpload(10).map((c) => c.id)).toEqual([oldE.id, newE.id, oldC.id, newC.id]);
+    expect(j.nextToUpload(2).map((c) => c.id)).toEqual([oldE.id, newE.id]);
+    expect(j.nextToUpload(2, [oldE.id]).map((c) => c.id)).toEqual([newE.id, oldC.id]);
+    j.close();
+  });
+
+  it('moves a clip through uploading to uploaded, counting attempts', () => {
+    const j = Journal.open(dir, { clock });
+    const c = j.addClip(clip(T0 - 1000));
+    expect(j.getClip(c.id)).toMatchObject({ state: 'queued', attempts: 0, createdAt: T0 });
+    j.markUploading(c.id);
+    expect(j.getClip(c.id)).toMatchObject({ state: 'uploading', attempts: 1 });
+    expect(j.nextToUpload(10)).toEqual([]);
+    clock.advance(5000);
+    j.markUploaded(c.id);
+    expect(j.getClip(c.id)).toMatchObject({ state: 'uploaded', uploadedAt: T0 + 5000, lastErrorCode: null });
+    expect(() => j.markUploading(c.id)).toThrow(/uploaded/);
+    j.close();
+  });
+
+  it('records why a clip failed or went back to the queue, and holds a delayed clip back until due', () => {
+    const j = Journal.open(dir, { clock });
+    const a = j.addClip(clip(T0 - 2000));
+    const b = j.addClip(clip(T0 - 1000));
+    j.markUploading(a.id);
+    j.markFailed(a.id, 'CLIP_START_OUT_OF_RANGE');
+    expect(j.getClip(a.id)).toMatchObject({ state: 'failed', lastErrorCode: 'CLIP_START_OUT_OF_RANGE' });
+    j.markUploading(b.id);
+    j.markQueued(b.id, { code: 'HTTP_503', notBeforeMs: T0 + 60_000 });
+    expect(j.getClip(b.id)).toMatchObject({ state: 'queued', lastErrorCode: 'HTTP_503', notBeforeMs: T0 + 60_000 });
+    expect(j.nextToUpload(10)).toEqual([]);
+    expect(j.nextDueAt()).toBe(T0 + 60_000);
+    clock.advance(60_000);
+    expect(j.nextToUpload(10).map((c) => c.id)).toEqual([b.id]);
+    j.markLost(b.id, 'FILE_MISSING');
+    expect(j.countsByState()).toEqual({ queued: 0, uploading: 0, uploaded: 0, failed: 1, lost: 1 });
+    j.close();
+  });
+
+  it('puts clips a crash left uploading back in the queue when it reopens', () => {
+    const path = join(dir, 'agent.db');
+    const j = Journal.open(dir, { clock });
+    const a = j.addClip(clip(T0 - 2000));
+    const b = j.addClip(clip(T0 - 1000));
+    j.markUploading(a.id);
+    j.markUploading(b.id);
+    j.markUploaded(b.id);
+    // no close(): a crash. A second connection sees what was committed.
+    const raw = new Database(path, { readonly: true });
+    expect((raw.prepare(`SELECT state FROM clips WHERE id = ?`).get(a.id) as { state: string }).state).toBe('uploading');
+    raw.close();
+    const reopened = Journal.open(dir, { clock });
+    expect(reopened.recovered).toBe(1);
+    expect(reopened.getClip(a.id)).toMatchObject({ state: 'queued', attempts: 1 });
+    expect(reopened.getClip(b.id)?.state).toBe('uploaded');
+    reopened.close();
+    j.close();
+  });
+
+  it('reports the queue depth and the oldest clip still waiting', () => {
+    const j = Journal.open(dir, { clock });
+    expect(j.oldestUnuploaded()).toBeUndefined();
+    const a = j.addClip(clip(T0 - 90_000));
+    const b = j.addClip(clip(T0 - 30_000, 'event'));
+    j.markUploading(a.id);
+    expect(j.oldestUnuploaded()).toEqual({ id: a.id, startMs: T0 - 90_000 });
+    j.markUploaded(a.id);
+    expect(j.oldestUnuploaded()).toEqual({ id: b.id, startMs: T0 - 30_000 });
+    expect(j.countsByState()).toMatchObject({ queued: 1, uploaded: 1 });
+    j.close();
+  });
+
+  it('keeps the device credentials, in a file only its owner can read', () => {
+    const j = Journal.open(dir, { clock });
+    expect(j.getCredentials()).toBeUndefined();
+    const creds = { serial: 'SIM00000001', deviceToken: 'tok', mqtt: { username: 'SIM00000001', password: 'pw' }, claimedAt: T0 };
+    j.setCredentials(creds);
+    j.close();
+    const again = Journal.open(dir, { clock });
+    expect(again.getCredentials()).toEqual(creds);
+    again.close();
+    expect(statSync(join(dir, 'agent.db')).mode & 0o077).toBe(0);
+  });
+
+  it('refuses a second row for the same segment file', () => {
+    const j = Journal.open(dir, { clock });
+    j.addClip(clip(T0, 'continuous', 'a.mp4'));
+    expect(() => j.addClip(clip(T0 + 1, 'continuous', 'a.mp4'))).toThrow(/UNIQUE/);
+    j.close();
+  });
+
+  it('opens read-only for status without touching clips in flight', () => {
+    const j = Journal.open(dir, { clock });
+    const a = j.addClip(clip(T0 - 1000));
+    j.markUploading(a.id);
+    const ro = Journal.open(dir, { readonly: true });
+    expect(ro.countsByState().uploading).toBe(1);
+    expect(() => ro.markUploaded(a.id)).toThrow();
+    ro.close();
+    expect(j.getClip(a.id)?.state).toBe('uploading');
+    j.close();
+  });
+
+  it('uses WAL with full sync and records its schema version', () => {
+    const j = Journal.open(dir, { clock });
+    j.close();
+    const raw = new Database(join(dir, 'agent.db'));
+    expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
+    expect(raw.pragma('user_version', { simple: true })).toBe(1);
+    raw.close();
+  });
+});
