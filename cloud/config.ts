@@ -35,6 +35,19 @@ export const DEFAULT_PLANS: Record<string, PlanLimits> = {
   premium: { retentionDays: 60, cameras: 10, storageBytes: 800 * GB },
 };
 
+const S3Settings = z
+  .object({
+    /** e.g. http://127.0.0.1:7480 for Ceph RGW; absent means AWS */
+    endpoint: z.string().url().optional(),
+    region: z.string().min(1).default('us-east-1'),
+    bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be a valid bucket name'),
+    accessKeyId: z.string().min(1),
+    secretAccessKey: z.string().min(1),
+    forcePathStyle: z.boolean().default(false),
+  })
+  .strict();
+export type S3Settings = z.output<typeof S3Settings>;
+
 const LogLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
 const CloudConfigSchema = z
@@ -59,6 +72,10 @@ const CloudConfigSchema = z
     uploadUrlTtlSec: z.number().int().min(1).max(7 * 24 * 3600).default(900),
     viewUrlTtlSec: z.number().int().min(1).max(24 * 3600).default(300),
     bodyLimitBytes: z.number().int().min(1024).default(64 * 1024),
+    /** clips above this size upload in parts, each MD5-checked by the store */
+    multipartThresholdBytes: z.number().int().min(5 * 1024 * 1024).default(64 * 1024 * 1024),
+    /** the s3 driver; absent means the local driver */
+    s3: S3Settings.optional(),
     logLevel: LogLevel.default('info'),
   })
   .strict();
@@ -100,6 +117,25 @@ function readConfigFile(file: string): Record<string, unknown> {
 }
 
 /**
+ * CAMVAULT_S3_* select the s3 driver (DESIGN.md, "Configuration"). The bucket is
+ * what turns it on; the other names fill in or override the file's `s3` object.
+ */
+function s3SettingsFromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> | undefined {
+  const out: Record<string, unknown> = {};
+  if (env.CAMVAULT_S3_ENDPOINT) out.endpoint = env.CAMVAULT_S3_ENDPOINT;
+  if (env.CAMVAULT_S3_REGION) out.region = env.CAMVAULT_S3_REGION;
+  if (env.CAMVAULT_S3_BUCKET) out.bucket = env.CAMVAULT_S3_BUCKET;
+  if (env.CAMVAULT_S3_ACCESS_KEY) out.accessKeyId = env.CAMVAULT_S3_ACCESS_KEY;
+  if (env.CAMVAULT_S3_SECRET_KEY) out.secretAccessKey = env.CAMVAULT_S3_SECRET_KEY;
+  if (env.CAMVAULT_S3_FORCE_PATH_STYLE) {
+    const v = env.CAMVAULT_S3_FORCE_PATH_STYLE.trim().toLowerCase();
+    if (!['true', 'false', '1', '0'].includes(v)) throw new ConfigError('invalid config: CAMVAULT_S3_FORCE_PATH_STYLE must be true or false');
+    out.forcePathStyle = v === 'true' || v === '1';
+  }
+  return Object.keys(out).length ? out : undefined;
+}
+
+/**
  * Reads the cloud configuration: defaults, then the JSON file, then the
  * environment. A wrong value throws a ConfigError with one clear line that
  * names the setting (never its value: it may be a secret).
@@ -122,6 +158,11 @@ export function loadCloudConfig(opts: LoadCloudConfigOptions = {}): CloudConfig 
   if (env.CAMVAULT_PUBLIC_URL) raw.publicUrl = env.CAMVAULT_PUBLIC_URL;
   if (env.CAMVAULT_URL_SECRET) raw.urlSigningSecret = env.CAMVAULT_URL_SECRET;
   if (env.CAMVAULT_LOG_LEVEL) raw.logLevel = env.CAMVAULT_LOG_LEVEL;
+  if (env.CAMVAULT_MULTIPART_THRESHOLD_BYTES) {
+    raw.multipartThresholdBytes = intFromEnv('CAMVAULT_MULTIPART_THRESHOLD_BYTES', env.CAMVAULT_MULTIPART_THRESHOLD_BYTES);
+  }
+  const s3FromEnv = s3SettingsFromEnv(env);
+  if (s3FromEnv) raw.s3 = { ...((raw.s3 as object | undefined) ?? {}), ...s3FromEnv };
   Object.assign(raw, opts.overrides ?? {});
 
   const result = CloudConfigSchema.safeParse(raw);
