@@ -5,7 +5,6 @@ import { basename, join } from 'node:path';
 import { systemClock, type Clock } from '../shared/clock.js';
 import type { ClipKind } from '../shared/contracts/common.js';
 import { CamvaultError } from '../shared/errors.js';
-import { hashFile } from '../shared/hash.js';
 import { newClipId } from '../shared/ids.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import { CloudClient, CloudError } from './cloud-client.js';
@@ -15,6 +14,7 @@ import { Journal, JOURNAL_FILE, type ClipCounts, type DeviceCredentials } from '
 import { Recorder, type RunExited, type RunStarted, type SegmentClosed } from './recorder/recorder.js';
 import { parseSegmentListLine } from './recorder/segment-list.js';
 import type { RetryPolicy } from './uploader/retry-policy.js';
+import { hashClip, type ClipDigest } from './uploader/multipart.js';
 import { Uploader, type ClipUploaded, type UploadFailed } from './uploader/uploader.js';
 
 export interface AgentStartOptions {
@@ -277,6 +277,7 @@ export class Agent extends EventEmitter {
       logger: this.log,
       clock: this.clock,
       concurrency: this.config.uploadConcurrency,
+      multipartPartBytes: this.config.multipartPartBytes,
       policy: this.retryPolicy,
     });
     uploader.on('clip-uploaded', (e: ClipUploaded) => {
@@ -290,7 +291,7 @@ export class Agent extends EventEmitter {
 
   /** A closed, fsynced segment: hashed once, journaled as queued, then the uploader is woken. */
   private async onSegment(s: SegmentClosed): Promise<void> {
-    const digest = await hashFile(s.path);
+    const digest = await hashClip(s.path, this.config.multipartPartBytes);
     if (digest.size === 0 || s.durationMs <= 0) {
       this.log.warn({ segment: basename(s.path), size: digest.size, durationMs: s.durationMs }, 'an empty segment was skipped');
       return;
@@ -299,7 +300,7 @@ export class Agent extends EventEmitter {
     this.journalClip(s.path, s.startMs, s.durationMs, digest, kind);
   }
 
-  private journalClip(path: string, startMs: number, durationMs: number, digest: { size: number; md5: string; sha256: string }, kind: ClipKind): void {
+  private journalClip(path: string, startMs: number, durationMs: number, digest: ClipDigest, kind: ClipKind): void {
     const clip = this.journal.addClip({
       id: newClipId(startMs),
       channel: this.config.channel,
@@ -310,6 +311,7 @@ export class Agent extends EventEmitter {
       md5: digest.md5,
       sha256: digest.sha256,
       kind,
+      parts: digest.parts,
     });
     const event: ClipQueued = { clipId: clip.id, serial: this.serial, kind, path, startMs, durationMs, size: digest.size };
     this.log.debug({ clipId: clip.id, kind, size: digest.size, durationMs }, 'clip queued');
@@ -363,7 +365,7 @@ export class Agent extends EventEmitter {
             await fh.close();
           }
           const durationMs = Math.round((entry.endSec - entry.startSec) * 1000);
-          const digest = await hashFile(path);
+          const digest = await hashClip(path, this.config.multipartPartBytes);
           if (digest.size === 0 || durationMs <= 0) continue;
           // the file's mtime is when ffmpeg last wrote it: the segment's end
           const { mtimeMs } = await stat(path);

@@ -8,7 +8,7 @@ import { systemClock, type Clock } from '../shared/clock.js';
 import { ErrorResponse } from '../shared/contracts/common.js';
 import { CompleteResponse } from '../shared/contracts/clips.js';
 import { ClaimResponse, type ClaimRequest } from '../shared/contracts/devices.js';
-import { PresignResponse, type PresignRequest } from '../shared/contracts/uploads.js';
+import { PresignResponse, type CompleteRequest, type PresignRequest, type PresignedPart } from '../shared/contracts/uploads.js';
 
 /**
  * Codes the client itself produces, next to the API's catalogue codes: the
@@ -46,6 +46,14 @@ export interface PutResult {
   ok: boolean;
   code?: string;
   retryAfterSec?: number;
+  /** the ETag the store answered a stored body with, as sent (quoted) */
+  etag?: string;
+}
+
+/** Where a PUT goes: a presigned URL and the headers to send, exactly. */
+export interface PutTarget {
+  url: string;
+  headers: Record<string, string>;
 }
 
 /** Retry-After is either delta-seconds or an HTTP date (RFC 9110, 10.2.3). */
@@ -131,8 +139,9 @@ export class CloudClient {
     return res;
   }
 
-  complete(clipId: string, opts: CallOptions = {}): Promise<CompleteResponse> {
-    return this.call('POST', `/v1/device/uploads/${encodeURIComponent(clipId)}/complete`, {}, CompleteResponse, { ...opts, auth: true });
+  /** For a multipart upload, `body.parts` lists the ETags the store answered each part with. */
+  complete(clipId: string, opts: CallOptions = {}, body: CompleteRequest = {}): Promise<CompleteResponse> {
+    return this.call('POST', `/v1/device/uploads/${encodeURIComponent(clipId)}/complete`, body, CompleteResponse, { ...opts, auth: true });
   }
 
   private async call<S extends z.ZodTypeAny>(
@@ -193,29 +202,46 @@ export class CloudClient {
    * the error code of a refusal; rejects with a CloudError when no HTTP answer
    * came (network, timeout, abort) or the file is missing or changed.
    */
-  async streamPut(presigned: Pick<PresignResponse, 'url' | 'headers'>, path: string, opts: CallOptions = {}): Promise<PutResult> {
+  async streamPut(presigned: PutTarget, path: string, opts: CallOptions = {}): Promise<PutResult> {
     const { signal } = opts;
     if (signal?.aborted) throw new CloudError(0, CLIENT_CODES.ABORTED, 'aborted');
-    let fh: FileHandle;
-    try {
-      fh = await open(path, 'r');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new CloudError(0, CLIENT_CODES.FILE_MISSING, 'the clip file is gone');
-      throw new CloudError(0, CLIENT_CODES.FILE_UNREADABLE, `the clip file cannot be opened: ${(err as NodeJS.ErrnoException).code ?? ''}`);
-    }
+    const fh = await openClipFile(path);
     try {
       const { size } = await fh.stat();
-      const declared = Object.entries(presigned.headers).find(([k]) => k.toLowerCase() === 'content-length')?.[1];
+      const declared = signedLength(presigned.headers);
       if (declared !== undefined && Number(declared) !== size) {
         throw new CloudError(0, CLIENT_CODES.FILE_CHANGED, `the clip file is ${size} bytes, ${declared} were signed`);
       }
-      return await this.put(presigned, fh, signal);
+      return await this.put(presigned, fh, signal, { start: 0 });
     } finally {
       await fh.close().catch(() => undefined);
     }
   }
 
-  private put(presigned: Pick<PresignResponse, 'url' | 'headers'>, fh: FileHandle, signal: AbortSignal | undefined): Promise<PutResult> {
+  /**
+   * PUTs one part of a multipart upload: bytes [offset, offset + length) of the
+   * file, streamed from disk with exactly the headers given. `fileSize` is the
+   * size the clip was hashed at: a file of another size has changed since.
+   */
+  async streamPart(part: Pick<PresignedPart, 'url' | 'headers' | 'offset' | 'length'>, path: string, opts: CallOptions & { fileSize: number }): Promise<PutResult> {
+    const { signal } = opts;
+    if (signal?.aborted) throw new CloudError(0, CLIENT_CODES.ABORTED, 'aborted');
+    const fh = await openClipFile(path);
+    try {
+      const { size } = await fh.stat();
+      if (size !== opts.fileSize) throw new CloudError(0, CLIENT_CODES.FILE_CHANGED, `the clip file is ${size} bytes, ${opts.fileSize} were hashed`);
+      const declared = signedLength(part.headers);
+      if (part.offset + part.length > size || (declared !== undefined && Number(declared) !== part.length)) {
+        throw new CloudError(0, CLIENT_CODES.BAD_RESPONSE, 'the presigned part does not fit the clip file');
+      }
+      if (part.length === 0) throw new CloudError(0, CLIENT_CODES.BAD_RESPONSE, 'the presigned part is empty');
+      return await this.put(part, fh, signal, { start: part.offset, end: part.offset + part.length - 1 });
+    } finally {
+      await fh.close().catch(() => undefined);
+    }
+  }
+
+  private put(presigned: PutTarget, fh: FileHandle, signal: AbortSignal | undefined, range: { start: number; end?: number }): Promise<PutResult> {
     const url = new URL(presigned.url);
     const transport = url.protocol === 'https:' ? https : http;
     return new Promise<PutResult>((resolve, reject) => {
@@ -250,6 +276,8 @@ export class CloudClient {
         res.on('end', () => {
           const ok = status >= 200 && status < 300;
           const result: PutResult = { status, ok };
+          const etag = headerValue(res.headers.etag);
+          if (ok && etag !== undefined) result.etag = etag;
           if (!ok) {
             result.code = errorCodeFromBody(status, Buffer.concat(chunks).toString('utf8'));
             const ra = parseRetryAfter(headerValue(res.headers['retry-after']), this.clock.now());
@@ -269,12 +297,25 @@ export class CloudClient {
           settle(() => reject(new CloudError(0, code, networkMessage(err))));
         });
       });
-      const body = fh.createReadStream({ start: 0, highWaterMark: 256 * 1024, autoClose: false });
+      const body = fh.createReadStream({ ...range, highWaterMark: 256 * 1024, autoClose: false });
       pipeline(body, req).catch(() => {
         // reported through req's 'error' or 'response'
       });
     });
   }
+}
+
+async function openClipFile(path: string): Promise<FileHandle> {
+  try {
+    return await open(path, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new CloudError(0, CLIENT_CODES.FILE_MISSING, 'the clip file is gone');
+    throw new CloudError(0, CLIENT_CODES.FILE_UNREADABLE, `the clip file cannot be opened: ${(err as NodeJS.ErrnoException).code ?? ''}`);
+  }
+}
+
+function signedLength(headers: Record<string, string>): string | undefined {
+  return Object.entries(headers).find(([k]) => k.toLowerCase() === 'content-length')?.[1];
 }
 
 function headerValue(v: string | string[] | undefined): string | undefined {

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { Serial } from '../shared/contracts/common.js';
 import { BindCode, Model } from '../shared/contracts/devices.js';
 import { resolveFfmpegPath } from '../shared/ffmpeg.js';
+import { DEFAULT_PART_BYTES, MIN_PART_BYTES } from '../shared/multipart.js';
 
 /**
  * The agent's configuration: a JSON file, overridden by environment variables,
@@ -38,6 +39,17 @@ const AgentConfigSchema = z
     /** false: the agent refuses a plain http: cloudUrl (P10) */
     development: z.boolean().default(false),
     uploadConcurrency: z.number().int().min(1).max(16).default(2),
+    /**
+     * Clips above 5 MiB are hashed in parts of this size too, so the cloud can
+     * take them as a multipart upload (it decides, from its own threshold).
+     * S3's smallest part is 5 MiB; upload memory does not grow with it.
+     */
+    multipartPartBytes: z
+      .number()
+      .int('must be a whole number')
+      .min(MIN_PART_BYTES, 'must be at least 5 MiB (5242880), S3\'s smallest part')
+      .max(1024 ** 3, 'must be at most 1 GiB')
+      .default(DEFAULT_PART_BYTES),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     /** what happens to the camera's audio: copy (AAC), aac (transcode G.711), drop */
     audio: z.enum(['copy', 'aac', 'drop']).default('copy'),
@@ -69,12 +81,13 @@ export const AGENT_ENV: Record<string, keyof AgentConfigInput> = {
   CAMVAULT_AGENT_BIND_CODE: 'bindCode',
   CAMVAULT_AGENT_DEVELOPMENT: 'development',
   CAMVAULT_AGENT_UPLOAD_CONCURRENCY: 'uploadConcurrency',
+  CAMVAULT_AGENT_MULTIPART_PART_BYTES: 'multipartPartBytes',
   CAMVAULT_AGENT_LOG_LEVEL: 'logLevel',
   CAMVAULT_AGENT_AUDIO: 'audio',
   FFMPEG_PATH: 'ffmpegPath',
 };
 
-const NUMERIC: ReadonlySet<string> = new Set(['segmentSeconds', 'uploadConcurrency']);
+const NUMERIC: ReadonlySet<string> = new Set(['segmentSeconds', 'uploadConcurrency', 'multipartPartBytes']);
 const BOOLEAN: ReadonlySet<string> = new Set(['development']);
 
 /** A configuration problem: its message is the one line the CLI prints. */

@@ -37,6 +37,10 @@ export const errorCatalogue = {
   UPLOAD_NOT_FOUND: { status: 404, message: 'no upload was started for this clip' },
   UPLOAD_OBJECT_MISSING: { status: 409, message: 'the object has not arrived in the store' },
   UPLOAD_MISMATCH: { status: 422, message: 'the stored object does not match the declared size and MD5' },
+  MULTIPART_REQUIRED: {
+    status: 400,
+    message: 'a clip this large must be uploaded in parts: send multipart.partBytes and the MD5 of each part',
+  },
   // object store (local driver's signed URLs)
   URL_SIGNATURE_INVALID: { status: 403, message: 'the URL signature is invalid' },
   URL_EXPIRED: { status: 403, message: 'the URL has expired' },
@@ -44,6 +48,8 @@ export const errorCatalogue = {
   CONTENT_MD5_MISMATCH: { status: 400, message: 'the body MD5 differs from the signed MD5' },
   OBJECT_NOT_FOUND: { status: 404, message: 'no such object' },
   RANGE_NOT_SATISFIABLE: { status: 416, message: 'the requested range is outside the object' },
+  MULTIPART_UPLOAD_NOT_FOUND: { status: 404, message: 'no such multipart upload' },
+  MULTIPART_PART_INVALID: { status: 400, message: 'a listed part is missing, out of order, too small, or has another ETag' },
   // server side
   RATE_LIMITED: { status: 429, message: 'too many requests' },
   SHUTTING_DOWN: { status: 503, message: 'the server is shutting down' },

@@ -38,6 +38,14 @@ export interface ClipRow {
   notBeforeMs: number | null;
   createdAt: number;
   uploadedAt: number | null;
+  /** the MD5 of each part, for clips large enough to go multipart; null when not hashed in parts */
+  parts: ClipParts | null;
+}
+
+/** A clip's file hashed in parts of partBytes (the last may be shorter); md5s in base64. */
+export interface ClipParts {
+  partBytes: number;
+  md5s: string[];
 }
 
 export interface NewClip {
@@ -50,6 +58,7 @@ export interface NewClip {
   md5: string;
   sha256: string;
   kind: ClipKind;
+  parts?: ClipParts | null;
 }
 
 export interface DeviceCredentials {
@@ -77,6 +86,8 @@ interface DbClip {
   not_before_ms: number | null;
   created_at: number;
   uploaded_at: number | null;
+  part_bytes?: number | null;
+  part_md5s?: string | null;
 }
 
 function toRow(r: DbClip): ClipRow {
@@ -96,6 +107,11 @@ function toRow(r: DbClip): ClipRow {
     notBeforeMs: r.not_before_ms,
     createdAt: r.created_at,
     uploadedAt: r.uploaded_at,
+    // typeof, not !== null: `agent status` reads a journal read-only, unmigrated, when an older agent runs
+    parts:
+      typeof r.part_bytes === 'number' && typeof r.part_md5s === 'string'
+        ? { partBytes: r.part_bytes, md5s: JSON.parse(r.part_md5s) as string[] }
+        : null,
   };
 }
 
@@ -125,6 +141,13 @@ const MIGRATIONS: string[] = [
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
   ) STRICT;
+  `,
+  // 2: part MD5s of clips large enough for a multipart upload, hashed in the
+  // same pass as the whole file so a restart does not read the file again;
+  // a JSON array of base64 MD5s
+  `
+  ALTER TABLE clips ADD COLUMN part_bytes INTEGER;
+  ALTER TABLE clips ADD COLUMN part_md5s TEXT;
   `,
 ];
 
@@ -183,12 +206,24 @@ export class Journal {
 
   /** Journals a closed segment as a queued clip. Durable when this returns. */
   addClip(clip: NewClip): ClipRow {
+    const { parts, ...row } = clip;
     this.stmt(
-        `INSERT INTO clips (id, channel, path, start_ms, duration_ms, size, md5, sha256, kind, state, attempts, created_at)
-         VALUES (@id, @channel, @path, @startMs, @durationMs, @size, @md5, @sha256, @kind, 'queued', 0, @createdAt)`,
+        `INSERT INTO clips (id, channel, path, start_ms, duration_ms, size, md5, sha256, kind, state, attempts, created_at, part_bytes, part_md5s)
+         VALUES (@id, @channel, @path, @startMs, @durationMs, @size, @md5, @sha256, @kind, 'queued', 0, @createdAt, @partBytes, @partMd5s)`,
       )
-      .run({ ...clip, createdAt: this.clock.now() });
+      .run({
+        ...row,
+        createdAt: this.clock.now(),
+        partBytes: parts?.partBytes ?? null,
+        partMd5s: parts ? JSON.stringify(parts.md5s) : null,
+      });
     return this.getClip(clip.id) as ClipRow;
+  }
+
+  /** Records the part MD5s of a clip journaled without them (before multipart, or hashed elsewhere). */
+  setClipParts(id: string, parts: ClipParts): void {
+    const changes = this.stmt(`UPDATE clips SET part_bytes = ?, part_md5s = ? WHERE id = ?`).run(parts.partBytes, JSON.stringify(parts.md5s), id).changes;
+    if (changes === 0) throw new Error(`no clip ${id}`);
   }
 
   getClip(id: string): ClipRow | undefined {

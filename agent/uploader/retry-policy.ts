@@ -89,6 +89,8 @@ export function classifyFailure(policy: RetryPolicy, failure: { status: number; 
   if (code === 'ABORTED') return 'abort';
   if (code === 'CLIP_ALREADY_UPLOADED') return 'done';
   if (code === 'URL_EXPIRED') return 'represign';
+  // the store lost the multipart upload (aborted, or swept): presigning again starts another
+  if (code === 'NoSuchUpload' || code === 'MULTIPART_UPLOAD_NOT_FOUND') return 'represign';
   if (code === 'FILE_MISSING') return 'lost';
   if (code === 'FILE_CHANGED' || code === 'FILE_UNREADABLE') return 'fail';
   // SHUTTING_DOWN is a 503 from one node: another node (or the same one, soon) takes the retry

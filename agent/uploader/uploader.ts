@@ -1,10 +1,12 @@
 import { EventEmitter } from 'node:events';
 import { systemClock, type Clock } from '../../shared/clock.js';
 import type { CompleteResponse } from '../../shared/contracts/clips.js';
-import type { PresignRequest, PresignResponse } from '../../shared/contracts/uploads.js';
+import type { CompleteRequest, MultipartPresignResponse, PresignRequest, PresignResponse } from '../../shared/contracts/uploads.js';
 import type { Logger } from '../../shared/log.js';
-import { CloudError, type CallOptions, type PutResult } from '../cloud-client.js';
-import type { ClipRow, Journal } from '../journal/journal.js';
+import { DEFAULT_PART_BYTES, normalizeEtag } from '../../shared/multipart.js';
+import { CLIENT_CODES, CloudError, type CallOptions, type PutResult, type PutTarget } from '../cloud-client.js';
+import type { ClipParts, ClipRow, Journal } from '../journal/journal.js';
+import { PutSlots, checkPartLayout, hashClip, uploadParts, wantsParts, type PartPutApi } from './multipart.js';
 import {
   DEFAULT_RETRY_POLICY,
   classifyFailure,
@@ -15,10 +17,10 @@ import {
 } from './retry-policy.js';
 
 /** The part of CloudClient the uploader needs. */
-export interface UploadApi {
+export interface UploadApi extends PartPutApi {
   presign(req: PresignRequest, opts?: CallOptions): Promise<PresignResponse>;
-  streamPut(presigned: PresignResponse, path: string, opts?: CallOptions): Promise<PutResult>;
-  complete(clipId: string, opts?: CallOptions): Promise<CompleteResponse>;
+  streamPut(presigned: PutTarget, path: string, opts?: CallOptions): Promise<PutResult>;
+  complete(clipId: string, opts?: CallOptions, body?: CompleteRequest): Promise<CompleteResponse>;
 }
 
 export interface ClipUploaded {
@@ -57,6 +59,8 @@ export interface UploaderOptions {
   random?: () => number;
   /** the queue is re-read at least this often even without a wake */
   idlePollMs?: number;
+  /** part size for clips journaled without part MD5s (hashed again when the cloud may want parts) */
+  multipartPartBytes?: number;
 }
 
 /** A real sleep that ends early (resolving) when the signal aborts. */
@@ -95,6 +99,9 @@ export class Uploader extends EventEmitter {
   private readonly sleep: (ms: number, signal: AbortSignal) => Promise<void>;
   private readonly random: () => number;
   private readonly idlePollMs: number;
+  private readonly partBytes: number;
+  /** PUT streams in flight, whole clips and parts alike, are bounded by `concurrency` */
+  private readonly putSlots: PutSlots;
   /** stop began: no new clips, retry waits end */
   private readonly stopping = new AbortController();
   /** grace is over: in-flight HTTP is cut */
@@ -119,6 +126,8 @@ export class Uploader extends EventEmitter {
     this.sleep = opts.sleep ?? abortableSleep;
     this.random = opts.random ?? Math.random;
     this.idlePollMs = opts.idlePollMs ?? 60_000;
+    this.partBytes = opts.multipartPartBytes ?? DEFAULT_PART_BYTES;
+    this.putSlots = new PutSlots(this.concurrency);
   }
 
   start(): void {
@@ -233,19 +242,28 @@ export class Uploader extends EventEmitter {
     const log = this.log.child({ clipId: clip.id });
     let retries = 0;
     let represigns = 0;
+    // parts stored by this clip's attempts so far: a try that stored parts made
+    // progress, and the budgets below count tries without progress
+    const progress = { parts: 0 };
     for (;;) {
       if (this.stopping.signal.aborted) {
         this.journal.markQueued(clip.id);
         return;
       }
       const startedAt = this.clock.now();
+      const partsBefore = progress.parts;
       let failure: CloudError;
       try {
-        await this.attempt(clip);
+        await this.attempt(clip, progress);
         this.onUploaded(clip, startedAt, false);
         return;
       } catch (err) {
         failure = err instanceof CloudError ? err : new CloudError(0, 'NETWORK_ERROR', err instanceof Error ? err.message : String(err));
+      }
+      if (progress.parts > partsBefore) {
+        // a long multipart upload outlives its URLs, or meets a flaky link, and still gets there
+        retries = 0;
+        represigns = 0;
       }
       const action = classifyFailure(this.policy, failure);
       const { code, status } = failure;
@@ -302,23 +320,94 @@ export class Uploader extends EventEmitter {
     }
   }
 
-  private async attempt(clip: ClipRow): Promise<void> {
+  /**
+   * One try: presign, then either one PUT of the whole file or a PUT per part
+   * not yet stored, then complete. The cloud decides which (the device sends
+   * part MD5s for any clip that could go in parts).
+   */
+  private async attempt(clip: ClipRow, progress: { parts: number }): Promise<void> {
     const signal = this.aborting.signal;
-    const presigned = await this.api.presign(
-      {
-        clipId: clip.id,
-        start: new Date(clip.startMs).toISOString(),
-        durationMs: clip.durationMs,
-        size: clip.size,
-        md5: clip.md5,
-        sha256: clip.sha256,
-        kind: clip.kind,
-      },
-      { signal },
-    );
-    const put = await this.api.streamPut(presigned, clip.path, { signal });
+    const parts = await this.partsOf(clip);
+    const req: PresignRequest = {
+      clipId: clip.id,
+      start: new Date(clip.startMs).toISOString(),
+      durationMs: clip.durationMs,
+      size: clip.size,
+      md5: clip.md5,
+      sha256: clip.sha256,
+      kind: clip.kind,
+    };
+    if (parts) req.multipart = { partBytes: parts.partBytes, parts: parts.md5s.map((md5) => ({ md5 })) };
+    const presigned = await this.api.presign(req, { signal });
+    if (presigned.mode === 'multipart') {
+      if (!parts) throw new CloudError(200, CLIENT_CODES.BAD_RESPONSE, 'the cloud answered with parts for a clip declared without them');
+      await this.uploadInParts(clip, parts, presigned, progress);
+      return;
+    }
+    const release = await this.putSlots.acquire(signal);
+    let put: PutResult;
+    try {
+      put = await this.api.streamPut(presigned, clip.path, { signal });
+    } finally {
+      release();
+    }
     if (!put.ok) throw new CloudError(put.status, put.code ?? `HTTP_${put.status}`, `PUT → ${put.status}`, put.retryAfterSec);
     await this.api.complete(clip.id, { signal });
+  }
+
+  private async uploadInParts(clip: ClipRow, parts: ClipParts, presigned: MultipartPresignResponse, progress: { parts: number }): Promise<void> {
+    const signal = this.aborting.signal;
+    checkPartLayout(presigned, clip.size, parts);
+    const etags = new Map<number, string | undefined>();
+    for (const p of presigned.parts) if (p.etag !== undefined) etags.set(p.partNumber, p.etag);
+    const todo = presigned.parts.filter((p) => !etags.has(p.partNumber));
+    if (todo.length > 0) {
+      this.log.debug({ clipId: clip.id, parts: presigned.parts.length, toSend: todo.length }, 'uploading in parts');
+      await uploadParts({
+        api: this.api,
+        path: clip.path,
+        fileSize: clip.size,
+        parts: todo,
+        slots: this.putSlots,
+        concurrency: this.concurrency,
+        signal,
+        onStored: (partNumber, etag) => {
+          etags.set(partNumber, etag);
+          progress.parts += 1;
+        },
+      });
+    }
+    // the ETags the store answered, for the cloud to check against the declared
+    // MD5s; a store that sent none leaves the check to the declaration alone
+    const listed = presigned.parts.map((p) => ({ partNumber: p.partNumber, etag: etags.get(p.partNumber) }));
+    const body: CompleteRequest = listed.every((p) => p.etag !== undefined)
+      ? { parts: listed.map((p) => ({ partNumber: p.partNumber, etag: normalizeEtag(p.etag as string) })) }
+      : {};
+    await this.api.complete(clip.id, { signal }, body);
+  }
+
+  /**
+   * The clip's part MD5s when the cloud may want parts. A clip journaled
+   * without them (by an agent from before multipart) is hashed again once, and
+   * the result journaled; a file that no longer hashes as journaled has changed.
+   */
+  private async partsOf(clip: ClipRow): Promise<ClipParts | null> {
+    if (!wantsParts(clip.size)) return null;
+    if (clip.parts) return clip.parts;
+    let digest;
+    try {
+      digest = await hashClip(clip.path, this.partBytes);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') throw new CloudError(0, CLIENT_CODES.FILE_MISSING, 'the clip file is gone');
+      throw new CloudError(0, CLIENT_CODES.FILE_UNREADABLE, `the clip file cannot be read: ${code ?? ''}`);
+    }
+    if (digest.size !== clip.size || digest.md5 !== clip.md5 || !digest.parts) {
+      throw new CloudError(0, CLIENT_CODES.FILE_CHANGED, 'the clip file no longer matches its journaled size and MD5');
+    }
+    this.journal.setClipParts(clip.id, digest.parts);
+    clip.parts = digest.parts;
+    return digest.parts;
   }
 
   private onUploaded(clip: ClipRow, startedAt: number, alreadyUploaded: boolean): void {

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { IncomingMessage } from 'node:http';
 import { CamvaultError } from '../../shared/errors.js';
 import type { LocalObjectStore } from './local.js';
+import { isPartUrl } from './local-signing.js';
 
 export interface LocalObjectRoutesOptions {
   store: LocalObjectStore;
@@ -43,8 +44,8 @@ function parseRange(header: string | undefined, size: number): { start: number; 
 }
 
 /**
- * The HTTP face of the local driver: PUT and GET on /objects/<key>, each
- * allowed only by a URL the cloud signed. Registered as an encapsulated plugin:
+ * The HTTP face of the local driver: PUT (an object, or a part of a multipart
+ * upload) and GET on /objects/<key>, each allowed only by a URL the cloud signed. Registered as an encapsulated plugin:
  * its catch-all content-type parser hands the raw request stream to the
  * handler, so an upload of any size streams to disk, bounded by the length
  * signed into its URL rather than by the JSON body limit.
@@ -60,9 +61,14 @@ export async function localObjectRoutes(app: FastifyInstance, opts: LocalObjectR
     if (req.method === 'PUT' && reply.statusCode >= 400) reply.header('connection', 'close');
   });
 
+  // A whole object, or with uploadId and partNumber in its URL (as S3's
+  // UploadPart) one part of a multipart upload. Each URL signs its length and
+  // MD5, and the headers must say the same before a byte is stored.
   app.put('/objects/*', async (req: FastifyRequest, reply: FastifyReply) => {
     const key = keyOf(req);
-    const signed = store.verifyPut(key, queryOf(req));
+    const query = queryOf(req);
+    const part = isPartUrl(query) ? store.verifyPartPut(key, query) : null;
+    const signed = part ?? store.verifyPut(key, query);
     if (req.headers['transfer-encoding'] !== undefined || req.headers['content-length'] !== String(signed.contentLength)) {
       throw new CamvaultError('CONTENT_LENGTH_MISMATCH', 'Content-Length must equal the signed length');
     }
@@ -71,6 +77,11 @@ export async function localObjectRoutes(app: FastifyInstance, opts: LocalObjectR
     }
     // no body at all arrives as undefined (a signed length of 0)
     const body: AsyncIterable<Uint8Array> = (req.body as IncomingMessage | undefined) ?? noBody();
+    if (part) {
+      const { md5Hex } = await store.writePart(key, body, part);
+      req.log.debug({ size: part.contentLength, partNumber: part.partNumber }, 'part stored');
+      return reply.code(200).header('etag', `"${md5Hex}"`).send();
+    }
     const { md5Hex } = await store.writeObject(key, body, signed);
     req.log.debug({ size: signed.contentLength }, 'object stored');
     return reply.code(200).header('etag', `"${md5Hex}"`).send();

@@ -15,6 +15,8 @@ export const QUERY = {
   md5: 'X-Camvault-MD5',
   download: 'X-Camvault-Download',
   signature: 'X-Camvault-Signature',
+  uploadId: 'uploadId',
+  partNumber: 'partNumber',
 } as const;
 
 export interface PutClaims {
@@ -49,4 +51,28 @@ export function signGet(secret: string, c: GetClaims): string {
 export function signaturesEqual(expectedHex: string, givenHex: string): boolean {
   if (!/^[0-9a-f]{64}$/.test(givenHex)) return false;
   return timingSafeEqual(Buffer.from(expectedHex, 'hex'), Buffer.from(givenHex, 'hex'));
+}
+
+export interface PartClaims extends PutClaims {
+  uploadId: string;
+  partNumber: number;
+}
+
+/** A part's URL: its own tag, so neither a whole-object PUT nor another part's URL can pass for it. */
+export function signPart(secret: string, c: PartClaims): string {
+  return hmacHex(secret, [
+    'camvault-v1',
+    'PUT-PART',
+    c.key,
+    c.uploadId,
+    String(c.partNumber),
+    String(c.contentLength),
+    c.contentMd5,
+    String(c.expires),
+  ]);
+}
+
+/** Is this PUT URL one for a part of a multipart upload? (Its signature decides whether it is a valid one.) */
+export function isPartUrl(query: URLSearchParams): boolean {
+  return query.has(QUERY.uploadId) || query.has(QUERY.partNumber);
 }

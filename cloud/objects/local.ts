@@ -1,24 +1,39 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, type FileHandle } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, rename, rm, rmdir, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { CamvaultError } from '../../shared/errors.js';
-import { hashFile } from '../../shared/hash.js';
 import { isObjectKey } from '../../shared/keys.js';
+import { MAX_PART_BYTES } from '../../shared/multipart.js';
 import { systemClock, type Clock } from '../../shared/clock.js';
-import { QUERY, signGet, signPut, signaturesEqual } from './local-signing.js';
+import {
+  MD5_BASE64_RE,
+  createInFolder,
+  fsyncDir,
+  isMissing,
+  readSidecar,
+  receiveBody,
+  sidecarText,
+  writeFileDurably,
+} from './local-files.js';
+import { LocalMultipart, type SignedPart } from './local-multipart.js';
+import { QUERY, signGet, signPart, signPut, signaturesEqual } from './local-signing.js';
 import type {
+  CompletedPart,
+  CreateMultipartOptions,
   DeleteResult,
   ListResult,
   ObjectHead,
   ObjectStore,
+  OpenMultipartUpload,
   PresignGetOptions,
+  PresignPartOptions,
   PresignPutOptions,
   PresignedRequest,
+  StoredPart,
 } from './types.js';
 
 export { localObjectRoutes } from './local-routes.js';
 
-const MD5_BASE64_RE = /^[A-Za-z0-9+/]{22}==$/;
 /** what a download name may hold: it goes into a header */
 const DOWNLOAD_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const PREFIX_RE = /^[A-Za-z0-9._/-]*$/;
@@ -56,9 +71,11 @@ function badKey(): CamvaultError {
  *
  * Files beside an object, all with names no key can have (keys never start a
  * segment with '.'):
- *   .<name>.md5        "<inode> <size> <base64 md5>", written just before the object appears;
- *                      trusted only while the object's inode and size still match
+ *   .<name>.md5        "<inode> <size> <base64 md5 | -> <etag>", written just before the object
+ *                      appears; trusted only while the object's inode and size still match
  *   .<name>.<hex>.tmp  an upload in progress; renamed into place only once complete
+ * and, outside the key space, <root>/.multipart/<uploadId>/ for multipart
+ * uploads in progress (local-multipart.ts).
  */
 export class LocalObjectStore implements ObjectStore {
   readonly driver = 'local' as const;
@@ -66,6 +83,7 @@ export class LocalObjectStore implements ObjectStore {
   private readonly secret: string;
   private readonly publicUrl: () => string;
   private readonly clock: Clock;
+  private readonly multipart: LocalMultipart;
   private closed = false;
 
   constructor(opts: LocalObjectStoreOptions) {
@@ -73,6 +91,13 @@ export class LocalObjectStore implements ObjectStore {
     this.secret = opts.secret;
     this.publicUrl = opts.publicUrl;
     this.clock = opts.clock ?? systemClock;
+    this.multipart = new LocalMultipart({
+      root: this.root,
+      clock: this.clock,
+      pathOf: (key) => this.pathOf(key),
+      md5PathOf: (path) => this.md5PathOf(path),
+      pruneEmptyDirs: (dir) => this.pruneEmptyDirs(dir),
+    });
   }
 
   private pathOf(key: string): string {
@@ -143,6 +168,34 @@ export class LocalObjectStore implements ObjectStore {
     return { method: 'GET', url: this.urlOf(key, params), headers: {}, expiresAt: expires * 1000 };
   }
 
+  async presignUploadPart(key: string, uploadId: string, partNumber: number, opts: PresignPartOptions): Promise<PresignedRequest> {
+    this.assertOpen();
+    this.pathOf(key);
+    LocalMultipart.checkUploadId(uploadId);
+    LocalMultipart.checkPartNumber(partNumber);
+    if (!Number.isSafeInteger(opts.contentLength) || opts.contentLength < 1 || opts.contentLength > MAX_PART_BYTES) {
+      throw new CamvaultError('BAD_REQUEST', 'a part is 1 byte to 5 GiB');
+    }
+    if (!MD5_BASE64_RE.test(opts.contentMd5)) throw new CamvaultError('BAD_REQUEST', 'contentMd5 must be base64 MD5');
+    const expires = this.expiresFor(opts.expiresInSec);
+    const claims = { key, uploadId, partNumber, contentLength: opts.contentLength, contentMd5: opts.contentMd5, expires };
+    // the S3 names, so a URL reads the same whichever driver made it
+    const url = this.urlOf(key, {
+      [QUERY.uploadId]: uploadId,
+      [QUERY.partNumber]: String(partNumber),
+      [QUERY.expires]: String(expires),
+      [QUERY.length]: String(opts.contentLength),
+      [QUERY.md5]: opts.contentMd5,
+      [QUERY.signature]: signPart(this.secret, claims),
+    });
+    return {
+      method: 'PUT',
+      url,
+      headers: { 'Content-Length': String(opts.contentLength), 'Content-MD5': opts.contentMd5 },
+      expiresAt: expires * 1000,
+    };
+  }
+
   /** Signature first, then expiry: an expired URL must also be a genuine one to say so. */
   private checkExpiry(expires: number): void {
     if (this.clock.now() > expires * 1000) throw new CamvaultError('URL_EXPIRED');
@@ -163,6 +216,32 @@ export class LocalObjectStore implements ObjectStore {
     if (!signaturesEqual(expected, signature)) throw new CamvaultError('URL_SIGNATURE_INVALID');
     this.checkExpiry(expires);
     return { contentLength, contentMd5 };
+  }
+
+  /** Checks a part's PUT URL; returns what was signed into it. */
+  verifyPartPut(key: string, query: URLSearchParams): SignedPart {
+    this.pathOf(key);
+    const uploadId = query.get(QUERY.uploadId) ?? '';
+    const partRaw = query.get(QUERY.partNumber) ?? '';
+    const expires = Number(query.get(QUERY.expires));
+    const lengthRaw = query.get(QUERY.length) ?? '';
+    const contentMd5 = query.get(QUERY.md5) ?? '';
+    const signature = query.get(QUERY.signature) ?? '';
+    if (
+      !LocalMultipart.isUploadId(uploadId) ||
+      !/^[1-9]\d{0,4}$/.test(partRaw) ||
+      !Number.isSafeInteger(expires) ||
+      !/^\d{1,16}$/.test(lengthRaw) ||
+      !MD5_BASE64_RE.test(contentMd5)
+    ) {
+      throw new CamvaultError('URL_SIGNATURE_INVALID');
+    }
+    const partNumber = Number(partRaw);
+    const contentLength = Number(lengthRaw);
+    const expected = signPart(this.secret, { key, uploadId, partNumber, contentLength, contentMd5, expires });
+    if (!signaturesEqual(expected, signature)) throw new CamvaultError('URL_SIGNATURE_INVALID');
+    this.checkExpiry(expires);
+    return { uploadId, partNumber, contentLength, contentMd5 };
   }
 
   /** Checks a GET URL; returns the signed download name, if any. */
@@ -192,25 +271,16 @@ export class LocalObjectStore implements ObjectStore {
     const path = this.pathOf(key);
     const dir = dirname(path);
     const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-    const fh = await this.createInFolder(tmp);
-    const md5 = createHash('md5');
-    let received = 0;
+    const fh = await createInFolder(tmp);
     let done = false;
     try {
-      for await (const chunk of body) {
-        received += chunk.length;
-        if (received > expected.contentLength) throw new CamvaultError('CONTENT_LENGTH_MISMATCH');
-        md5.update(chunk);
-        await writeAll(fh, chunk);
-      }
-      if (received !== expected.contentLength) throw new CamvaultError('CONTENT_LENGTH_MISMATCH');
-      const digest = md5.digest();
-      if (digest.toString('base64') !== expected.contentMd5) throw new CamvaultError('CONTENT_MD5_MISMATCH');
+      const digest = await receiveBody(fh, body, expected);
       await fh.sync();
       const { ino } = await fh.stat();
       await fh.close();
       // rename keeps the inode, so the sidecar names the exact file it describes
-      await writeFileDurably(this.md5PathOf(path), `${ino} ${received} ${expected.contentMd5}\n`);
+      const sidecar = { md5: expected.contentMd5, etag: digest.toString('hex') };
+      await writeFileDurably(this.md5PathOf(path), sidecarText(ino, expected.contentLength, sidecar));
       await rename(tmp, path);
       await fsyncDir(dir);
       done = true;
@@ -224,16 +294,10 @@ export class LocalObjectStore implements ObjectStore {
     }
   }
 
-  /** mkdir -p and create; retried because a concurrent delete may prune the folder in between */
-  private async createInFolder(file: string): Promise<FileHandle> {
-    for (let attempt = 0; ; attempt++) {
-      await mkdir(dirname(file), { recursive: true });
-      try {
-        return await open(file, 'wx', 0o640);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 3) throw err;
-      }
-    }
+  /** Streams a part into its upload's folder; same checks and durability as writeObject. */
+  async writePart(key: string, body: AsyncIterable<Uint8Array>, signed: SignedPart): Promise<{ md5Hex: string }> {
+    this.assertOpen();
+    return this.multipart.writePart(key, body, signed);
   }
 
   /** Opens an object for reading; null when there is none. The handle stays valid if the file is deleted meanwhile. */
@@ -270,16 +334,41 @@ export class LocalObjectStore implements ObjectStore {
       throw err;
     }
     try {
-      const [sidecarIno, sidecarSize, md5] = (await readFile(this.md5PathOf(path), 'utf8')).trim().split(' ');
-      if (Number(sidecarIno) === ino && Number(sidecarSize) === size && md5 !== undefined && MD5_BASE64_RE.test(md5)) {
-        return { size, md5 };
-      }
+      const { md5, etag } = await readSidecar(this.md5PathOf(path), path, ino, size);
+      return { size, md5, etag };
     } catch (err) {
-      if (!isMissing(err)) throw err;
+      if (isMissing(err)) return null; // deleted meanwhile
+      throw err;
     }
-    // no sidecar that matches this very file (put there by hand, or a crash between the renames): hash it
-    const digest = await hashFile(path);
-    return { size: digest.size, md5: digest.md5 };
+  }
+
+  async createMultipartUpload(key: string, opts: CreateMultipartOptions = {}): Promise<string> {
+    this.assertOpen();
+    return this.multipart.create(key, opts.contentType ?? 'application/octet-stream');
+  }
+
+  async listParts(key: string, uploadId: string): Promise<StoredPart[]> {
+    this.assertOpen();
+    return this.multipart.listParts(key, uploadId);
+  }
+
+  async completeMultipartUpload(key: string, uploadId: string, parts: CompletedPart[]): Promise<{ etag: string }> {
+    this.assertOpen();
+    const etag = await this.multipart.complete(key, uploadId, parts);
+    return { etag };
+  }
+
+  async abortMultipartUpload(key: string, uploadId: string): Promise<void> {
+    this.assertOpen();
+    await this.multipart.abort(key, uploadId);
+  }
+
+  async listMultipartUploads(prefix: string): Promise<OpenMultipartUpload[]> {
+    this.assertOpen();
+    if (!PREFIX_RE.test(prefix) || prefix.split('/').includes('..') || prefix.startsWith('/')) {
+      throw new CamvaultError('BAD_REQUEST', 'invalid prefix');
+    }
+    return this.multipart.listUploads(prefix);
   }
 
   async deleteMany(keys: string[]): Promise<DeleteResult> {
@@ -382,40 +471,6 @@ export class LocalObjectStore implements ObjectStore {
 
   async close(): Promise<void> {
     this.closed = true;
-  }
-}
-
-function isMissing(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException).code;
-  return code === 'ENOENT' || code === 'ENOTDIR';
-}
-
-async function writeAll(fh: FileHandle, chunk: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < chunk.length) {
-    const { bytesWritten } = await fh.write(chunk, offset, chunk.length - offset);
-    offset += bytesWritten;
-  }
-}
-
-async function writeFileDurably(path: string, text: string): Promise<void> {
-  const tmp = `${path}.${randomBytes(4).toString('hex')}.tmp`;
-  const fh = await open(tmp, 'w', 0o640);
-  try {
-    await fh.writeFile(text);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, path);
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
   }
 }
 

@@ -1,13 +1,20 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { ClipId, PresignRequest, type CompleteResponse, type PresignResponse } from '../../shared/contracts/index.js';
+import {
+  ClipId,
+  CompleteRequest,
+  PresignRequest,
+  type CompleteResponse,
+  type PresignResponse,
+} from '../../shared/contracts/index.js';
 import { CamvaultError } from '../../shared/errors.js';
 import { clipObjectKey } from '../../shared/keys.js';
 import { planLimits, type AppContext } from '../context.js';
 import { requireDevice } from '../http/auth.js';
 import { parseInput } from '../http/validate.js';
-import type { ClipRow } from '../store/types.js';
+import type { ClipRow, UploadRow } from '../store/types.js';
 import { clipJson } from './clip-json.js';
+import { abortQuietly, completeMultipart, declaredParts, openMultipartUpload, presignParts } from './multipart-uploads.js';
 
 const DAY_MS = 24 * 3600_000;
 /**
@@ -20,9 +27,16 @@ export const CLIP_START_MAX_AHEAD_MS = 5 * 60_000;
 
 const ClipIdParams = z.object({ clipId: ClipId }).strict();
 
+/**
+ * Presign and complete bodies list up to 1024 parts (a 5 GiB clip in 5 MiB
+ * parts): about 35 KB and 65 KB of JSON, so these two routes take more than
+ * the API's default body limit.
+ */
+const UPLOAD_BODY_LIMIT = 256 * 1024;
+
 /** The camera's side of uploads: presign, then complete once the object is in the store. */
 export async function deviceUploadRoutes(app: FastifyInstance, ctx: AppContext): Promise<void> {
-  app.post('/v1/device/uploads', async (req) => {
+  app.post('/v1/device/uploads', { bodyLimit: Math.max(UPLOAD_BODY_LIMIT, ctx.config.bodyLimitBytes) }, async (req) => {
     const device = await requireDevice(ctx, req);
     const body = parseInput(PresignRequest, req.body, 'body');
     const log = req.log.child({ accountId: device.accountId, serial: device.serial, clipId: body.clipId });
@@ -32,6 +46,17 @@ export async function deviceUploadRoutes(app: FastifyInstance, ctx: AppContext):
     const pending = await ctx.store.getUpload(body.clipId);
     // a clip id is the device's; another device's pending upload is not ours to replace
     if (pending && pending.serial !== device.serial) throw new CamvaultError('CLIP_ALREADY_UPLOADED');
+
+    // Above the threshold a clip goes in parts, so each part's MD5 is checked by
+    // the store as it arrives and a broken connection costs one part, not the clip.
+    const declared = declaredParts(body);
+    const multipart = body.size > ctx.config.multipartThresholdBytes;
+    if (multipart && !declared) {
+      throw new CamvaultError(
+        'MULTIPART_REQUIRED',
+        `clips above ${ctx.config.multipartThresholdBytes} bytes must be uploaded in parts: send multipart.partBytes and the MD5 of each part`,
+      );
+    }
 
     const account = await ctx.store.getAccountById(device.accountId);
     const plan = planLimits(ctx, account?.plan ?? null);
@@ -49,7 +74,7 @@ export async function deviceUploadRoutes(app: FastifyInstance, ctx: AppContext):
     if (used + body.size > plan.storageBytes) throw new CamvaultError('STORAGE_CAP_REACHED');
 
     const key = clipObjectKey(account.id, device.serial, body.clipId, startMs);
-    await ctx.store.upsertUpload({
+    const row: UploadRow = {
       clipId: body.clipId,
       serial: device.serial,
       accountId: account.id,
@@ -61,16 +86,30 @@ export async function deviceUploadRoutes(app: FastifyInstance, ctx: AppContext):
       durationMs: body.durationMs,
       kind: body.kind,
       createdAt: now,
-    });
+      multipart: null,
+    };
+
+    if (multipart && declared) {
+      const { uploadId, stored } = await openMultipartUpload(ctx, pending, key, body.size, declared, log);
+      row.multipart = { uploadId, ...declared };
+      await ctx.store.upsertUpload(row);
+      const res: PresignResponse = await presignParts(ctx, body.clipId, key, body.size, row.multipart, stored);
+      log.debug({ size: body.size, parts: res.parts.length, stored: stored.size }, 'multipart upload presigned');
+      return res;
+    }
+
+    if (pending?.multipart) await abortQuietly(ctx, pending.key, pending.multipart.uploadId, log);
+    await ctx.store.upsertUpload(row);
     const signed = await ctx.objects.presignPut(key, {
       contentLength: body.size,
       contentMd5: body.md5,
       contentType: 'video/mp4',
       expiresInSec: ctx.config.uploadUrlTtlSec,
     });
-    log.info({ size: body.size }, 'upload presigned');
+    log.debug({ size: body.size }, 'upload presigned');
     const res: PresignResponse = {
       clipId: body.clipId,
+      mode: 'single',
       method: 'PUT',
       url: signed.url,
       headers: signed.headers,
@@ -79,9 +118,10 @@ export async function deviceUploadRoutes(app: FastifyInstance, ctx: AppContext):
     return res;
   });
 
-  app.post('/v1/device/uploads/:clipId/complete', async (req) => {
+  app.post('/v1/device/uploads/:clipId/complete', { bodyLimit: Math.max(UPLOAD_BODY_LIMIT, ctx.config.bodyLimitBytes) }, async (req) => {
     const device = await requireDevice(ctx, req);
     const { clipId } = parseInput(ClipIdParams, req.params, 'params');
+    const body = parseInput(CompleteRequest, req.body ?? {}, 'body');
     const log = req.log.child({ accountId: device.accountId, serial: device.serial, clipId });
 
     const upload = await ctx.store.getUpload(clipId);
@@ -95,21 +135,36 @@ export async function deviceUploadRoutes(app: FastifyInstance, ctx: AppContext):
       throw new CamvaultError('UPLOAD_NOT_FOUND');
     }
 
-    const head = await ctx.objects.head(upload.key);
-    if (!head) throw new CamvaultError('UPLOAD_OBJECT_MISSING');
-    if (head.size !== upload.size || (head.md5 !== null && head.md5 !== upload.md5)) {
-      await ctx.objects.deleteMany([upload.key]);
-      log.warn({ expected: upload.size, stored: head.size }, 'uploaded object does not match its declaration');
-      throw new CamvaultError('UPLOAD_MISMATCH');
-    }
-
     const account = await ctx.store.getAccountById(device.accountId);
     const plan = planLimits(ctx, account?.plan ?? null);
-    if (!plan) {
-      // the plan ended between presign and complete: keep nothing unpaid for
-      await ctx.objects.deleteMany([upload.key]);
-      await ctx.store.deleteUpload(clipId);
-      throw new CamvaultError('PLAN_REQUIRED');
+    const { multipart } = upload;
+    if (multipart) {
+      if (!plan) {
+        // the plan ended between presign and complete: assemble nothing unpaid for
+        await abortQuietly(ctx, upload.key, multipart.uploadId, log);
+        await ctx.objects.deleteMany([upload.key]);
+        await ctx.store.deleteUpload(clipId);
+        throw new CamvaultError('PLAN_REQUIRED');
+      }
+      await completeMultipart(ctx, { ...upload, multipart }, body.parts, log);
+    } else {
+      if (body.parts) throw new CamvaultError('BAD_REQUEST', 'this upload is a single PUT: complete it without parts');
+      const head = await ctx.objects.head(upload.key);
+      if (!head) throw new CamvaultError('UPLOAD_OBJECT_MISSING');
+      // a store that knows no MD5 (S3 with SSE-KMS) is trusted on size, but an
+      // object assembled from parts (an earlier multipart try) is not this PUT
+      const md5Ok = head.md5 !== null ? head.md5 === upload.md5 : !(head.etag ?? '').includes('-');
+      if (head.size !== upload.size || !md5Ok) {
+        await ctx.objects.deleteMany([upload.key]);
+        log.warn({ expected: upload.size, stored: head.size }, 'uploaded object does not match its declaration');
+        throw new CamvaultError('UPLOAD_MISMATCH');
+      }
+      if (!plan) {
+        // the plan ended between presign and complete: keep nothing unpaid for
+        await ctx.objects.deleteMany([upload.key]);
+        await ctx.store.deleteUpload(clipId);
+        throw new CamvaultError('PLAN_REQUIRED');
+      }
     }
 
     const now = ctx.clock.now();

@@ -75,4 +75,31 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE INDEX clips_by_account_start ON clips(account_id, start_ms DESC, id DESC);
   CREATE INDEX clips_by_expiry ON clips(expires_at);
   `,
+  // 2: multipart uploads. The part MD5s are a JSON array of base64 strings
+  // (PostgreSQL: JSONB); all three columns are NULL for a single PUT.
+  `
+  ALTER TABLE uploads ADD COLUMN multipart_upload_id TEXT;
+  ALTER TABLE uploads ADD COLUMN part_bytes INTEGER;
+  ALTER TABLE uploads ADD COLUMN part_md5s TEXT;
+
+  -- The presign route sums an account's bytes on every call: covering indexes
+  -- keep those sums off the tables (bench/presign).
+  -- The presign route checks an account's bytes on every call. Pending bytes
+  -- are a running total kept by triggers (abandoned uploads pile up until the
+  -- sweep: a SUM over them grew with every one, bench/presign); stored clip bytes
+  -- are summed over a covering index, since only unexpired clips count.
+  CREATE INDEX clips_by_account_expiry_size ON clips(account_id, expires_at, size);
+  ALTER TABLE accounts ADD COLUMN pending_bytes INTEGER NOT NULL DEFAULT 0;
+  UPDATE accounts SET pending_bytes = (SELECT COALESCE(SUM(size), 0) FROM uploads WHERE uploads.account_id = accounts.id);
+  CREATE TRIGGER uploads_pending_insert AFTER INSERT ON uploads BEGIN
+    UPDATE accounts SET pending_bytes = pending_bytes + NEW.size WHERE id = NEW.account_id;
+  END;
+  CREATE TRIGGER uploads_pending_delete AFTER DELETE ON uploads BEGIN
+    UPDATE accounts SET pending_bytes = pending_bytes - OLD.size WHERE id = OLD.account_id;
+  END;
+  CREATE TRIGGER uploads_pending_update AFTER UPDATE OF size, account_id ON uploads BEGIN
+    UPDATE accounts SET pending_bytes = pending_bytes - OLD.size WHERE id = OLD.account_id;
+    UPDATE accounts SET pending_bytes = pending_bytes + NEW.size WHERE id = NEW.account_id;
+  END;
+  `,
 ];

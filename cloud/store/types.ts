@@ -39,6 +39,14 @@ export interface DeviceRow {
   boundAt: number;
 }
 
+/** The multipart side of a pending upload: the store's upload id and the parts the device declared. */
+export interface UploadMultipart {
+  uploadId: string;
+  partBytes: number;
+  /** base64 MD5 of each part, in part order */
+  partMd5s: string[];
+}
+
 /** A presigned upload the device has not completed yet. */
 export interface UploadRow {
   clipId: string;
@@ -54,6 +62,8 @@ export interface UploadRow {
   durationMs: number;
   kind: ClipKind;
   createdAt: number;
+  /** null for a single PUT */
+  multipart: UploadMultipart | null;
 }
 
 export interface ClipRow {
@@ -135,7 +145,7 @@ export interface Store {
   unbindDevice(serial: string, accountId: string): Promise<boolean>;
 
   // pending uploads
-  /** insert or replace by clipId, so a retry re-presigns */
+  /** insert or replace by clipId (multipart part included), so a retry re-presigns */
   upsertUpload(row: UploadRow): Promise<void>;
   getUpload(clipId: string): Promise<UploadRow | null>;
   deleteUpload(clipId: string): Promise<void>;

@@ -109,7 +109,7 @@ describe('local driver specifics', () => {
     const res = await fetch(p.url, { method: 'PUT', headers: { 'content-md5': md5(body), 'content-type': 'video/mp4' }, body });
     expect(res.status).toBe(200);
     expect(res.headers.get('etag')).toBe(`"${createHash('md5').update(body).digest('hex')}"`);
-    expect(await s.objects.head('big/one.mp4')).toEqual({ size: body.length, md5: md5(body) });
+    expect(await s.objects.head('big/one.mp4')).toEqual({ size: body.length, md5: md5(body), etag: createHash('md5').update(body).digest('hex') });
   });
 
   it('serves a single byte range, and HEAD without a body', async () => {
@@ -136,7 +136,43 @@ describe('local driver specifics', () => {
     const body = Buffer.from('placed by hand');
     await mkdir(join(s.root, 'manual'), { recursive: true });
     await writeFile(join(s.root, 'manual', 'x.mp4'), body);
-    expect(await s.objects.head('manual/x.mp4')).toEqual({ size: body.length, md5: md5(body) });
+    expect(await s.objects.head('manual/x.mp4')).toEqual({ size: body.length, md5: md5(body), etag: createHash('md5').update(body).digest('hex') });
+  });
+
+  it('keeps multipart uploads outside the key space, and completing or aborting removes their folder', async () => {
+    const part = randomBytes(5 * 1024 * 1024);
+    const last = randomBytes(100);
+    const key = 'mp/done.mp4';
+    const done = await s.objects.createMultipartUpload(key);
+    expect(done).toMatch(/^[0-9a-f]{32}$/);
+    const etags: { partNumber: number; etag: string }[] = [];
+    for (const [i, body] of [part, last].entries()) {
+      const p = await s.objects.presignUploadPart(key, done, i + 1, { contentLength: body.length, contentMd5: md5(body), expiresInSec: 60 });
+      const res = await fetch(p.url, { method: 'PUT', headers: { 'content-md5': md5(body) }, body });
+      expect(res.status).toBe(200);
+      etags.push({ partNumber: i + 1, etag: res.headers.get('etag') as string });
+    }
+    // a refused part leaves no temp file behind
+    const p3 = await s.objects.presignUploadPart(key, done, 3, { contentLength: 10, contentMd5: md5(Buffer.alloc(10)), expiresInSec: 60 });
+    expect((await fetch(p3.url, { method: 'PUT', headers: { 'content-md5': md5(Buffer.alloc(10)) }, body: randomBytes(10) })).status).toBe(400);
+    expect((await allFiles(s.root, `.multipart/${done}`)).sort()).toEqual(
+      ['part-00001', 'part-00001.md5', 'part-00002', 'part-00002.md5', 'upload.json'].map((f) => `.multipart/${done}/${f}`),
+    );
+    // the upload's files are not objects
+    expect((await s.objects.list('')).objects.map((o) => o.key)).not.toContain(expect.stringContaining('multipart'));
+    await s.objects.completeMultipartUpload(key, done, etags);
+    expect(await allFiles(s.root, `.multipart/${done}`)).toEqual([]);
+
+    const aborted = await s.objects.createMultipartUpload('mp/aborted.mp4');
+    await s.objects.abortMultipartUpload('mp/aborted.mp4', aborted);
+    expect(await allFiles(s.root, '.multipart')).toEqual([]);
+    // an upload id is checked before it names a folder
+    for (const bad of ['../x', 'ABC', `${aborted}/..`]) {
+      await expect(s.objects.presignUploadPart(key, bad, 1, { contentLength: 1, contentMd5: md5(Buffer.from('x')), expiresInSec: 60 })).rejects.toMatchObject({
+        code: 'BAD_REQUEST',
+      });
+      await expect(s.objects.listParts(key, bad)).rejects.toMatchObject({ code: 'MULTIPART_UPLOAD_NOT_FOUND' });
+    }
   });
 
   it('deleting the last object of a folder removes the empty folders, and no sidecar stays', async () => {

@@ -10,6 +10,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ObjectStore, PresignedRequest } from '../../cloud/objects/types.js';
+import { multipartEtag, normalizeEtag } from '../../shared/multipart.js';
 import { rawRequest } from '../helpers/raw-http.js';
 import { bodyOf } from '../helpers/upload.js';
 
@@ -25,6 +26,8 @@ export interface ContractSubject {
 export type ContractFactory = () => Promise<ContractSubject>;
 
 const md5Of = (b: Buffer): string => createHash('md5').update(b).digest('base64');
+const md5Hex = (b: Buffer): string => createHash('md5').update(b).digest('hex');
+const MiB = 1024 * 1024;
 
 /** fetch computes Content-Length from the body itself; every other signed header is sent as given */
 function withoutLength(headers: Record<string, string>): Record<string, string> {
@@ -59,6 +62,7 @@ export function objectStoreContract(name: string, factory: ContractFactory): voi
       if (!subject) return;
       const { objects } = await store.list(run);
       await store.deleteMany(objects.map((o) => o.key));
+      for (const u of await store.listMultipartUploads(run)) await store.abortMultipartUpload(u.key, u.uploadId);
       await subject.close();
     });
 
@@ -106,7 +110,7 @@ export function objectStoreContract(name: string, factory: ContractFactory): voi
       expect(p.expiresAt).toBeGreaterThan(Date.now() - 5000);
       const res = await put(p.url, p.headers, body);
       expect(res.status).toBe(200);
-      expect(await store.head(key)).toEqual({ size: body.length, md5: md5Of(body) });
+      expect(await store.head(key)).toEqual({ size: body.length, md5: md5Of(body), etag: md5Hex(body) });
     });
 
     it('a presigned GET returns the same bytes, as an attachment when a download name is signed', async () => {
@@ -136,7 +140,7 @@ export function objectStoreContract(name: string, factory: ContractFactory): voi
         const p = await presignPut(key, body);
         expect((await put(p.url, p.headers, body)).status).toBe(200);
       }
-      expect(await store.head(key)).toEqual({ size: 1000, md5: md5Of(second) });
+      expect(await store.head(key)).toEqual({ size: 1000, md5: md5Of(second), etag: md5Hex(second) });
     });
 
     it('a PUT to a key other than the signed one is refused and stores nothing', async () => {
@@ -303,6 +307,173 @@ export function objectStoreContract(name: string, factory: ContractFactory): voi
       expect(pages).toBe(3);
       expect((await store.list(`${prefix}b/`)).objects.map((o) => o.key)).toEqual(keys.slice(1, 3));
       expect((await store.list(`${prefix}zzz`)).objects).toEqual([]);
+    });
+
+    // ---- multipart uploads (S3's UploadPart through presigned URLs) ----
+
+    /** parts of 5 MiB (S3's minimum for every part but the last) and a short last one */
+    function partsOf(body: Buffer, partBytes = 5 * MiB): Buffer[] {
+      const parts: Buffer[] = [];
+      for (let at = 0; at < body.length; at += partBytes) parts.push(body.subarray(at, at + partBytes));
+      return parts;
+    }
+
+    async function presignPart(key: string, uploadId: string, partNumber: number, part: Buffer): Promise<PresignedRequest> {
+      return store.presignUploadPart(key, uploadId, partNumber, { contentLength: part.length, contentMd5: md5Of(part), expiresInSec: 60 });
+    }
+
+    /** PUTs each part with its signed headers; returns the ETags the store answered */
+    async function putParts(key: string, uploadId: string, parts: Buffer[]): Promise<{ partNumber: number; etag: string }[]> {
+      const out: { partNumber: number; etag: string }[] = [];
+      for (const [i, part] of parts.entries()) {
+        const p = await presignPart(key, uploadId, i + 1, part);
+        expect(p.method).toBe('PUT');
+        const res = await put(p.url, p.headers, part);
+        expect(res.status, await res.text()).toBe(200);
+        const etag = res.headers.get('etag');
+        expect(etag).not.toBeNull();
+        out.push({ partNumber: i + 1, etag: etag as string });
+      }
+      return out;
+    }
+
+    async function openUploads(key: string): Promise<string[]> {
+      return (await store.listMultipartUploads(key)).filter((u) => u.key === key).map((u) => u.uploadId);
+    }
+
+    it('a multipart upload of 5 MiB + 1 MiB assembles the parts in order, with the multipart ETag', async () => {
+      const key = newKey('multipart');
+      const body = randomBytes(6 * MiB + 123);
+      const parts = partsOf(body);
+      const uploadId = await store.createMultipartUpload(key, { contentType: 'video/mp4' });
+      expect(await store.head(key)).toBeNull();
+      const etags = await putParts(key, uploadId, parts);
+      // a part's ETag is its MD5, quoted
+      expect(etags.map((e) => normalizeEtag(e.etag))).toEqual(parts.map(md5Hex));
+      expect(await store.listParts(key, uploadId)).toEqual(
+        parts.map((part, i) => ({ partNumber: i + 1, etag: md5Hex(part), size: part.length })),
+      );
+
+      const expected = multipartEtag(parts.map(md5Of));
+      expect(await store.completeMultipartUpload(key, uploadId, etags)).toEqual({ etag: expected });
+      // S3 knows no MD5 of an assembled object; the ETag is what proves its parts
+      expect(await store.head(key)).toEqual({ size: body.length, md5: null, etag: expected });
+      const res = await fetch((await store.presignGet(key, { expiresInSec: 60 })).url);
+      expect(res.status).toBe(200);
+      expect(Buffer.from(await res.arrayBuffer()).equals(body)).toBe(true);
+      expect(await openUploads(key)).toEqual([]);
+      await expect(store.listParts(key, uploadId)).rejects.toMatchObject({ code: 'MULTIPART_UPLOAD_NOT_FOUND' });
+    });
+
+    it('a part whose body, MD5 header or length differs from what its URL signs is refused and not stored', async () => {
+      const key = newKey('multipart-bad-part');
+      const part = randomBytes(5 * MiB);
+      const uploadId = await store.createMultipartUpload(key);
+      const p = await presignPart(key, uploadId, 1, part);
+
+      const changed = Buffer.from(part);
+      changed[1000] = (changed[1000] as number) ^ 0xff;
+      expectClientError((await put(p.url, p.headers, changed)).status);
+      const other = randomBytes(5 * MiB);
+      expectClientError((await put(p.url, { ...p.headers, 'Content-MD5': md5Of(other) }, other)).status);
+      expectClientError((await put(p.url, p.headers, part.subarray(0, part.length - 1))).status);
+      expectClientError((await put(p.url, p.headers, Buffer.concat([part, Buffer.from('x')]))).status);
+      expect(await store.listParts(key, uploadId)).toEqual([]);
+
+      await store.abortMultipartUpload(key, uploadId);
+      await expectNothingStored(key);
+    });
+
+    it('a part URL moved to another part number, upload or key is refused', async () => {
+      const key = newKey('multipart-moved');
+      const part = randomBytes(1000);
+      const uploadId = await store.createMultipartUpload(key);
+      const other = await store.createMultipartUpload(key);
+      const p = await presignPart(key, uploadId, 1, part);
+      const moved = (change: (u: URL) => void): string => {
+        const u = new URL(p.url);
+        change(u);
+        return u.toString();
+      };
+      expectClientError((await put(moved((u) => u.searchParams.set('partNumber', '2')), p.headers, part)).status);
+      expectClientError((await put(moved((u) => u.searchParams.set('uploadId', other)), p.headers, part)).status);
+      expectClientError((await put(moved((u) => u.searchParams.delete('uploadId')), p.headers, part)).status);
+      expectClientError((await put(tamperSignature(p.url), p.headers, part)).status);
+      expect(await store.listParts(key, uploadId)).toEqual([]);
+      expect(await store.listParts(key, other)).toEqual([]);
+      await expectNothingStored(key);
+      await store.abortMultipartUpload(key, uploadId);
+      await store.abortMultipartUpload(key, other);
+    });
+
+    it('completing with a wrong ETag, a part never sent, or a short part before the last is refused and stores nothing', async () => {
+      const key = newKey('multipart-bad-complete');
+      const body = randomBytes(6 * MiB);
+      const parts = partsOf(body);
+      const uploadId = await store.createMultipartUpload(key);
+      const etags = await putParts(key, uploadId, parts);
+
+      const wrongEtag = [etags[0]!, { partNumber: 2, etag: `"${md5Hex(randomBytes(8))}"` }];
+      await expect(store.completeMultipartUpload(key, uploadId, wrongEtag)).rejects.toMatchObject({ code: 'MULTIPART_PART_INVALID' });
+      expect(await store.head(key)).toBeNull();
+      const neverSent = [...etags, { partNumber: 3, etag: etags[1]!.etag }];
+      await expect(store.completeMultipartUpload(key, uploadId, neverSent)).rejects.toMatchObject({ code: 'MULTIPART_PART_INVALID' });
+      expect(await store.head(key)).toBeNull();
+      const outOfOrder = [etags[1]!, etags[0]!];
+      await expect(store.completeMultipartUpload(key, uploadId, outOfOrder)).rejects.toMatchObject({ code: 'MULTIPART_PART_INVALID' });
+      expect(await store.head(key)).toBeNull();
+
+      // a refused completion leaves the upload as it was: it still completes
+      expect(await openUploads(key)).toEqual([uploadId]);
+      expect((await store.completeMultipartUpload(key, uploadId, etags)).etag).toBe(multipartEtag(parts.map(md5Of)));
+      expect((await store.head(key))?.size).toBe(body.length);
+
+      const small = newKey('multipart-small');
+      const smallParts = [randomBytes(1 * MiB), randomBytes(1 * MiB)];
+      const smallId = await store.createMultipartUpload(small);
+      const smallEtags = await putParts(small, smallId, smallParts);
+      await expect(store.completeMultipartUpload(small, smallId, smallEtags)).rejects.toMatchObject({ code: 'MULTIPART_PART_INVALID' });
+      await store.abortMultipartUpload(small, smallId);
+      await expectNothingStored(small);
+    });
+
+    it('abort leaves nothing: no object, no open upload, and its part URLs stop working', async () => {
+      const key = newKey('multipart-abort');
+      const part = randomBytes(5 * MiB);
+      const uploadId = await store.createMultipartUpload(key);
+      const etags = await putParts(key, uploadId, [part]);
+      const later = await presignPart(key, uploadId, 2, part);
+      await store.abortMultipartUpload(key, uploadId);
+
+      expect(await openUploads(key)).toEqual([]);
+      await expectNothingStored(key);
+      expectClientError((await put(later.url, later.headers, part)).status);
+      await expect(store.completeMultipartUpload(key, uploadId, etags)).rejects.toMatchObject({ code: 'MULTIPART_UPLOAD_NOT_FOUND' });
+      await expect(store.listParts(key, uploadId)).rejects.toMatchObject({ code: 'MULTIPART_UPLOAD_NOT_FOUND' });
+      await expectNothingStored(key);
+      // aborting again, or an upload that never was, is not an error
+      await store.abortMultipartUpload(key, uploadId);
+    });
+
+    it('listMultipartUploads sees open uploads under a prefix, and only those', async () => {
+      const prefix = `${run}open/`;
+      const a = `${prefix}a.mp4`;
+      const b = `${prefix}sub/b.mp4`;
+      const outside = `${run}closed/c.mp4`;
+      const idA = await store.createMultipartUpload(a);
+      const idB = await store.createMultipartUpload(b);
+      const idOutside = await store.createMultipartUpload(outside);
+      const listed = await store.listMultipartUploads(prefix);
+      expect(listed.map((u) => [u.key, u.uploadId])).toEqual([
+        [a, idA],
+        [b, idB],
+      ]);
+      for (const u of listed) expect(Math.abs(u.initiatedAt - Date.now())).toBeLessThan(10 * 60_000);
+      expect((await store.listMultipartUploads(`${prefix}sub/`)).map((u) => u.uploadId)).toEqual([idB]);
+      await store.abortMultipartUpload(a, idA);
+      await store.abortMultipartUpload(b, idB);
+      await store.abortMultipartUpload(outside, idOutside);
+      expect(await store.listMultipartUploads(prefix)).toEqual([]);
     });
   });
 }

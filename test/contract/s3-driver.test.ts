@@ -71,6 +71,23 @@ if (!configured) {
       ));
     });
 
+    it('signs Content-Length and Content-MD5 into an UploadPart URL, with partNumber and uploadId in the signed query', async () => {
+      const key = `${run}part.mp4`;
+      const body = randomBytes(10);
+      const uploadId = await store.createMultipartUpload(key, { contentType: 'video/mp4' });
+      try {
+        const p = await store.presignUploadPart(key, uploadId, 7, { contentLength: 10, contentMd5: md5(body), expiresInSec: 60 });
+        const url = new URL(p.url);
+        expect(url.searchParams.get('X-Amz-SignedHeaders')).toBe('content-length;content-md5;host');
+        expect(url.searchParams.get('partNumber')).toBe('7');
+        expect(url.searchParams.get('uploadId')).toBe(uploadId);
+        expect(p.headers).toEqual({ 'content-length': '10', 'content-md5': md5(body) });
+        expect(p.url).not.toContain(optionsFromEnv().secretAccessKey);
+      } finally {
+        await store.abortMultipartUpload(key, uploadId);
+      }
+    });
+
     it('a view URL serves the clip as video/mp4', async () => {
       const key = `${run}view.mp4`;
       const body = randomBytes(100);

@@ -128,7 +128,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
       const owner = await account();
       const s = await bound(owner);
       const clipId = newClipId(NOW);
-      await store.upsertUpload({ clipId, serial: s, accountId: owner, key: 'k', size: 5, md5: 'm', sha256: 's', startMs: NOW, durationMs: 1, kind: 'event', createdAt: NOW });
+      await store.upsertUpload({ clipId, serial: s, accountId: owner, key: 'k', size: 5, md5: 'm', sha256: 's', startMs: NOW, durationMs: 1, kind: 'event', createdAt: NOW, multipart: null });
       expect(await store.unbindDevice(s, await account())).toBe(false);
       expect(await store.listDevices(owner)).toHaveLength(1);
       expect(await store.unbindDevice(s, owner)).toBe(true);
@@ -140,7 +140,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
     it('pending uploads are replaced by clip id and summed per account', async () => {
       const owner = await account();
       const s = await bound(owner);
-      const base = { serial: s, accountId: owner, key: 'k', md5: 'm', sha256: 's', startMs: NOW, durationMs: 1, kind: 'event' as const, createdAt: NOW };
+      const base = { serial: s, accountId: owner, key: 'k', md5: 'm', sha256: 's', startMs: NOW, durationMs: 1, kind: 'event' as const, createdAt: NOW, multipart: null };
       const [a, b] = [newClipId(NOW), newClipId(NOW)];
       await store.upsertUpload({ ...base, clipId: a, size: 10 });
       await store.upsertUpload({ ...base, clipId: a, size: 20 });
@@ -150,6 +150,18 @@ export function storeContract(name: string, factory: StoreFactory): void {
       expect(await store.sumPendingUploadBytes(owner, a)).toBe(5);
       await store.deleteUpload(a);
       expect(await store.getUpload(a)).toBeNull();
+    });
+
+    it('a pending multipart upload keeps its upload id and part MD5s, and a re-presign as a single PUT clears them', async () => {
+      const owner = await account();
+      const s = await bound(owner);
+      const clipId = newClipId(NOW);
+      const multipart = { uploadId: 'upload-1', partBytes: 5 * 1024 * 1024, partMd5s: ['1B2M2Y8AsgTpgAmY7PhCfg==', 'kAFQmDzST7DWlj99KOF/cg=='] };
+      const row = { clipId, serial: s, accountId: owner, key: 'k', size: 6 * 1024 * 1024, md5: 'm', sha256: 's', startMs: NOW, durationMs: 1, kind: 'event' as const, createdAt: NOW, multipart };
+      await store.upsertUpload(row);
+      expect(await store.getUpload(clipId)).toEqual(row);
+      await store.upsertUpload({ ...row, multipart: null });
+      expect((await store.getUpload(clipId))?.multipart).toBeNull();
     });
 
     it('inserting a clip twice keeps the first; sums count only visible clips', async () => {

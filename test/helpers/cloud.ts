@@ -1,24 +1,34 @@
 /**
- * A real cloud for tests and the demo: SQLite and the local object store in a
- * fresh temp folder, listening on 127.0.0.1 port 0. Plus the few HTTP calls
- * every test needs (sign up, choose a plan, make a bind code, claim a camera).
+ * A real cloud for tests and the demo: SQLite in a fresh temp folder, the local
+ * object store there too (or the s3 driver on the S3 that CAMVAULT_S3_* name),
+ * listening on 127.0.0.1 port 0. Plus the few HTTP calls every test needs (sign
+ * up, choose a plan, make a bind code, claim a camera).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import type { FastifyInstance } from 'fastify';
 import type { Clock } from '../../shared/clock.js';
 import type { Logger } from '../../shared/log.js';
 import { loadCloudConfig, type CloudConfig, type CloudConfigInput } from '../../cloud/config.js';
+import { S3ObjectStore } from '../../cloud/objects/s3.js';
 import type { ObjectStore } from '../../cloud/objects/types.js';
 import { startServer } from '../../cloud/server.js';
 import type { Store } from '../../cloud/store/types.js';
+import { accountPrefix } from '../../shared/keys.js';
+import { S3_SKIP_REASON, s3EnvFromProcess, type Driver } from './s3-env.js';
 
 export interface TestCloudOptions extends CloudConfigInput {
   clock?: Clock;
   logger?: Logger;
   closeGraceMs?: number;
+  /**
+   * the object-store driver: 'local' (default) keeps objects in the temp folder;
+   * 's3' uses the S3 that CAMVAULT_S3_* in process.env name (Ceph RGW in CI)
+   */
+  objects?: Driver;
 }
 
 export interface TestCloud {
@@ -28,15 +38,23 @@ export interface TestCloud {
   store: Store;
   objects: ObjectStore;
   config: CloudConfig;
-  /** closes the server and deletes its temp folder; idempotent */
+  /**
+   * closes the server and deletes its temp folder; on s3, also every object
+   * under the prefixes of the accounts this cloud made; idempotent
+   */
   close(): Promise<void>;
 }
 
 export async function startTestCloud(overrides: TestCloudOptions = {}): Promise<TestCloud> {
-  const { clock, logger, closeGraceMs, ...configOverrides } = overrides;
+  const { clock, logger, closeGraceMs, objects: driver = 'local', ...configOverrides } = overrides;
+  let env: Record<string, string> = {};
+  if (driver === 's3') {
+    env = s3EnvFromProcess();
+    if (!env.CAMVAULT_S3_ENDPOINT) throw new Error(`startTestCloud({ objects: 's3' }): ${S3_SKIP_REASON}`);
+  }
   const dataDir = await mkdtemp(join(tmpdir(), 'camvault-cloud-'));
   const config = loadCloudConfig({
-    env: {},
+    env,
     overrides: {
       host: '127.0.0.1',
       port: 0,
@@ -45,7 +63,13 @@ export async function startTestCloud(overrides: TestCloudOptions = {}): Promise<
       ...configOverrides,
     },
   });
-  const server = await startServer(config, { clock, logger, closeGraceMs });
+  let server: Awaited<ReturnType<typeof startServer>>;
+  try {
+    server = await startServer(config, { clock, logger, closeGraceMs });
+  } catch (err) {
+    await rm(dataDir, { recursive: true, force: true });
+    throw err;
+  }
   let closing: Promise<void> | undefined;
   return {
     url: server.url,
@@ -56,9 +80,48 @@ export async function startTestCloud(overrides: TestCloudOptions = {}): Promise<
     close: () =>
       (closing ??= (async () => {
         await server.close();
-        await rm(dataDir, { recursive: true, force: true });
+        try {
+          if (config.s3) await deleteAccountObjects(config, join(dataDir, 'camvault.db'));
+        } finally {
+          await rm(dataDir, { recursive: true, force: true });
+        }
       })()),
   };
+}
+
+/**
+ * The bucket is shared by every test (and every developer's run) on the same
+ * RGW. Keys start with accounts/<accountId>/, and account ids are ULIDs made by
+ * this cloud's own database, so deleting under those prefixes removes exactly
+ * what this cloud stored and nothing of anyone else's.
+ */
+async function deleteAccountObjects(config: CloudConfig, dbPath: string): Promise<void> {
+  if (!config.s3) return;
+  const db = new Database(dbPath, { readonly: true, fileMustExist: true });
+  let accountIds: string[];
+  try {
+    accountIds = (db.prepare('SELECT id FROM accounts').all() as { id: string }[]).map((r) => r.id);
+  } finally {
+    db.close();
+  }
+  if (accountIds.length === 0) return;
+  const objects = new S3ObjectStore({ ...config.s3 });
+  try {
+    for (const id of accountIds) {
+      const prefix = accountPrefix(id);
+      let cursor: string | null = null;
+      do {
+        const page = await objects.list(prefix, cursor);
+        if (page.objects.length > 0) {
+          const result = await objects.deleteMany(page.objects.map((o) => o.key));
+          if (result.failed.length > 0) throw new Error(`test cloud cleanup: ${result.failed.length} objects under ${prefix} not deleted: ${result.failed[0]?.error}`);
+        }
+        cursor = page.nextCursor;
+      } while (cursor !== null);
+    }
+  } finally {
+    await objects.close();
+  }
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests read response bodies loosely

@@ -35,6 +35,7 @@ describe('agent config', () => {
       segmentSeconds: 10,
       development: false,
       uploadConcurrency: 2,
+      multipartPartBytes: 16 * 1024 * 1024,
       audio: 'copy',
       dataDir: resolve('.data/agent'),
     });
@@ -67,5 +68,12 @@ describe('agent config', () => {
     expect(errorOf(() => loadAgentConfig({ env: {}, file: join(dir, 'missing.json') }))).toMatch(/cannot read config file .*ENOENT/);
     expect(errorOf(() => loadAgentConfig({ env: {}, overrides: { ...good, bindCode: 'nope' } }))).toMatch(/^invalid agent config: bindCode/);
     expect(errorOf(() => loadAgentConfig({ env: {}, overrides: { ...good, eventsUrl: 'http://x' } }))).toMatch(/eventsUrl/);
+  });
+
+  it('takes a multipart part size of at least 5 MiB, S3\'s smallest part, from the environment too', () => {
+    expect(loadAgentConfig({ env: { CAMVAULT_AGENT_MULTIPART_PART_BYTES: '5242880' }, overrides: good }).multipartPartBytes).toBe(5 * 1024 * 1024);
+    expect(errorOf(() => loadAgentConfig({ env: {}, overrides: { ...good, multipartPartBytes: 1024 * 1024 } }))).toMatch(
+      /^invalid agent config: multipartPartBytes: must be at least 5 MiB/,
+    );
   });
 });

@@ -142,12 +142,50 @@ describe('journal', () => {
     j.close();
   });
 
+  it('keeps the part MD5s of a clip hashed in parts, and records them later for one hashed without', () => {
+    const j = Journal.open(dir, { clock });
+    const parts = { partBytes: 5 * 1024 * 1024, md5s: ['1B2M2Y8AsgTpgAmY7PhCfg==', '4JyAxC/aVfnZkuWcprMwfQ=='] };
+    const withParts = j.addClip({ ...clip(T0 - 20_000), parts });
+    const without = j.addClip(clip(T0 - 10_000));
+    expect(withParts.parts).toEqual(parts);
+    expect(without.parts).toBeNull();
+    j.setClipParts(without.id, parts);
+    j.close();
+    const again = Journal.open(dir, { clock });
+    expect(again.getClip(without.id)?.parts).toEqual(parts);
+    expect(again.nextToUpload(10).map((c) => c.parts)).toEqual([parts, parts]);
+    again.close();
+  });
+
+  it('opens a journal from before multipart, keeping its clips, which have no part MD5s yet', () => {
+    const raw = new Database(join(dir, 'agent.db'));
+    raw.exec(`
+      CREATE TABLE clips (
+        id TEXT PRIMARY KEY, channel TEXT NOT NULL, path TEXT NOT NULL UNIQUE, start_ms INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL, size INTEGER NOT NULL, md5 TEXT NOT NULL, sha256 TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('event', 'continuous')),
+        state TEXT NOT NULL CHECK (state IN ('queued', 'uploading', 'uploaded', 'failed', 'lost')),
+        attempts INTEGER NOT NULL DEFAULT 0, last_error_code TEXT, not_before_ms INTEGER,
+        created_at INTEGER NOT NULL, uploaded_at INTEGER
+      ) STRICT;
+      CREATE INDEX clips_upload_queue ON clips (state, kind, start_ms);
+      CREATE TABLE device_state (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+    `);
+    raw.prepare(`INSERT INTO clips (id, channel, path, start_ms, duration_ms, size, md5, sha256, kind, state, created_at)
+      VALUES ('01J00000000000000000000000', 'main', '/x.mp4', 1, 1, 9000000, 'AAAAAAAAAAAAAAAAAAAAAA==', ?, 'event', 'queued', 1)`).run('a'.repeat(64));
+    raw.pragma('user_version = 1');
+    raw.close();
+    const j = Journal.open(dir, { clock });
+    expect(j.getClip('01J00000000000000000000000')).toMatchObject({ size: 9000000, state: 'queued', parts: null });
+    j.close();
+  });
+
   it('uses WAL with full sync and records its schema version', () => {
     const j = Journal.open(dir, { clock });
     j.close();
     const raw = new Database(join(dir, 'agent.db'));
     expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
-    expect(raw.pragma('user_version', { simple: true })).toBe(1);
+    expect(raw.pragma('user_version', { simple: true })).toBe(2);
     raw.close();
   });
 });

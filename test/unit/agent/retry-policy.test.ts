@@ -44,6 +44,11 @@ describe('what a failure leads to', () => {
     expect(c(409, 'CLIP_ALREADY_UPLOADED')).toBe('done');
   });
 
+  it('presigns again when the store lost a multipart upload (S3 NoSuchUpload, or the local driver\'s code)', () => {
+    expect(c(404, 'NoSuchUpload')).toBe('represign');
+    expect(c(404, 'MULTIPART_UPLOAD_NOT_FOUND')).toBe('represign');
+  });
+
   it('parks the queue on refusals about the account or device', () => {
     expect(c(402, 'PLAN_REQUIRED')).toBe('park');
     expect(c(401, 'DEVICE_UNAUTHENTICATED')).toBe('park');
