@@ -7,6 +7,8 @@ const jsonOut = process.env.CAMVAULT_VITEST_JSON;
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // prints one line when the S3 suites are skipped, and why
+    globalSetup: ['test/global-setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',

@@ -8,6 +8,7 @@ import { createLogger, type Logger } from '../shared/log.js';
 import { buildApp } from './app.js';
 import { ConfigError, loadCloudConfig, resolveUrlSigningSecret, type CloudConfig } from './config.js';
 import { LocalObjectStore } from './objects/local.js';
+import { S3ObjectStore } from './objects/s3.js';
 import type { ObjectStore } from './objects/types.js';
 import { SqliteStore } from './store/sqlite.js';
 import type { Store } from './store/types.js';
@@ -42,14 +43,45 @@ function urlOf(address: AddressInfo): string {
 }
 
 /**
- * Opens the embedded stores (SQLite file and local objects in config.dataDir),
- * builds the app and listens on config.host:config.port (port 0 picks a free
- * port). When config.publicUrl is unset, signed URLs use the listen address.
+ * The object store the configuration selects: the s3 driver when `config.s3` is
+ * set (CAMVAULT_S3_*), else the local driver in <dataDir>/objects. Nothing is
+ * contacted yet; check() does that.
+ */
+async function openObjectStore(
+  config: CloudConfig,
+  getPublicUrl: () => string,
+  clock: Clock | undefined,
+): Promise<ObjectStore> {
+  if (config.s3) {
+    // The SDK warns once per process, on stderr and over several lines, that its
+    // releases after January 2027 need Node 22. It concerns upgrading the pinned
+    // SDK, not running this one; left on, it breaks the one-line start-up
+    // contract (a failed check would print the notice, then the reason). An
+    // operator who wants it sets the variable to anything but "true".
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+    return new S3ObjectStore({ ...config.s3, multipartThresholdBytes: config.multipartThresholdBytes });
+  }
+  return new LocalObjectStore({
+    root: join(config.dataDir, 'objects'),
+    secret: await resolveUrlSigningSecret(config),
+    publicUrl: getPublicUrl,
+    clock,
+  });
+}
+
+/**
+ * Opens the stores (the SQLite file in config.dataDir; the s3 driver when
+ * config.s3 is set, else local objects in config.dataDir), builds the app and
+ * listens on config.host:config.port (port 0 picks a free port). When
+ * config.publicUrl is unset, signed URLs use the listen address.
+ *
+ * The object store is checked first: an unreachable endpoint, a missing bucket
+ * or refused credentials reject with the driver's one-line error before any
+ * port is taken or database opened.
  */
 export async function startServer(config: CloudConfig, opts: StartServerOptions = {}): Promise<RunningServer> {
   const logger = opts.logger ?? createLogger({ name: 'cloud', level: config.logLevel });
   await mkdir(config.dataDir, { recursive: true });
-  const secret = await resolveUrlSigningSecret(config);
 
   let publicUrl = config.publicUrl;
   const getPublicUrl = (): string => {
@@ -57,17 +89,19 @@ export async function startServer(config: CloudConfig, opts: StartServerOptions 
     return publicUrl;
   };
 
-  const store = new SqliteStore({ path: join(config.dataDir, 'camvault.db') });
-  const objects = new LocalObjectStore({
-    root: join(config.dataDir, 'objects'),
-    secret,
-    publicUrl: getPublicUrl,
-    clock: opts.clock,
-  });
+  const objects = await openObjectStore(config, getPublicUrl, opts.clock);
   try {
     await objects.check();
   } catch (err) {
-    await store.close();
+    await objects.close();
+    throw err;
+  }
+  logger.info(objects instanceof S3ObjectStore ? { objects: 's3', bucket: objects.bucket } : { objects: objects.driver }, 'object store ready');
+  let store: Store;
+  try {
+    store = new SqliteStore({ path: join(config.dataDir, 'camvault.db') });
+  } catch (err) {
+    await objects.close();
     throw err;
   }
 
@@ -147,7 +181,8 @@ async function main(): Promise<void> {
   try {
     server = await startServer(config);
   } catch (err) {
-    console.error(`camvault cloud: cannot start: ${(err as Error).message}`);
+    // one line whatever the cause (the s3 driver's errors already are one line)
+    console.error(`camvault cloud: cannot start: ${(err as Error).message.replace(/\s*\n\s*/g, ' ')}`);
     process.exit(1);
   }
   let stopping = false;

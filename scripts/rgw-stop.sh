@@ -51,8 +51,9 @@ if [ "${#ours[@]}" -gt 0 ]; then
   log "stopped ${ours[*]}"
 fi
 
-rm -f "$DIR/pids" "$DIR/env"
-if [ "$purge" -eq 1 ] && [ -e "$DIR/$MARKER" ]; then
-  rm -rf "$DIR"
+# only in a folder this script's partner made (CAMVAULT_RGW_DIR may name any folder)
+if [ -e "$DIR/$MARKER" ]; then
+  rm -f "$DIR/pids" "$DIR/env"
+  [ "$purge" -eq 1 ] && rm -rf "$DIR"
 fi
 exit 0
