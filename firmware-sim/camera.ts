@@ -6,7 +6,14 @@ import { systemClock, type Clock } from '../shared/clock.js';
 import { killOnExit, pipeStderrLines, resolveFfmpegPath } from '../shared/ffmpeg.js';
 import { isSerial } from '../shared/ids.js';
 import { createLogger, type Logger } from '../shared/log.js';
+import { MkvFanout } from './mkv-fanout.js';
 import { TsFanout } from './ts-fanout.js';
+
+/** What real cameras send: H.264 or H.265 video. */
+export type SimVideoCodec = 'h264' | 'h265';
+/** Audio as real cameras send it: none, AAC, or G.711 (A-law, µ-law). */
+export type SimAudio = 'none' | 'aac' | 'pcm_alaw' | 'pcm_mulaw';
+export type SimContainer = 'mpegts' | 'matroska';
 
 export interface SimCameraOptions {
   serial: string;
@@ -20,6 +27,12 @@ export interface SimCameraOptions {
   ffmpegPath?: string;
   /** video bitrate; the default scales with the picture size */
   bitrateKbps?: number;
+  /** default h264 */
+  videoCodec?: SimVideoCodec;
+  /** default none; G.711 is always 8 kHz mono and is served in Matroska (see simContainer) */
+  audio?: SimAudio;
+  /** AAC sample rate, 16000 to 48000 (default 16000) */
+  audioSampleRate?: number;
   logger?: Logger;
   host?: '127.0.0.1';
   /** 0 (the default) picks a free port */
@@ -52,8 +65,19 @@ export function findFont(): string | undefined {
   return FONT_CANDIDATES.find((p) => existsSync(p));
 }
 
-/** The encoder's argv (without the ffmpeg path). Pure. */
-export function buildCameraArgs(o: {
+/**
+ * The container the stream is served in. MPEG-TS, as most encoders' network
+ * outputs, unless the audio is G.711: ffmpeg writes pcm_alaw and pcm_mulaw
+ * into MPEG-TS as an opaque data stream (stream_type 0x06, no descriptor)
+ * that no demuxer reads back as audio, so those go out in Matroska. Real
+ * cameras send G.711 over RTSP/RTP; for the recorder, which only sees what
+ * ffmpeg demuxes, the codecs are what matters.
+ */
+export function simContainer(audio: SimAudio): SimContainer {
+  return audio === 'pcm_alaw' || audio === 'pcm_mulaw' ? 'matroska' : 'mpegts';
+}
+
+export interface CameraArgsOptions {
   serial: string;
   width: number;
   height: number;
@@ -62,24 +86,40 @@ export function buildCameraArgs(o: {
   fontFile?: string;
   /** default: about what a real camera spends, 0.1 bit per pixel per frame, at least 200 kb/s */
   bitrateKbps?: number;
-}): string[] {
+  videoCodec?: SimVideoCodec;
+  audio?: SimAudio;
+  audioSampleRate?: number;
+}
+
+/** The encoder's argv (without the ffmpeg path). Pure. */
+export function buildCameraArgs(o: CameraArgsOptions): string[] {
   const kbps = Math.round(o.bitrateKbps ?? Math.max(200, (o.width * o.height * o.fps * 0.1) / 1000));
+  const gop = Math.max(1, Math.round(o.fps * o.gopSeconds));
+  const audio = o.audio ?? 'none';
+  const g711 = audio === 'pcm_alaw' || audio === 'pcm_mulaw';
+  const sampleRate = g711 ? 8000 : (o.audioSampleRate ?? 16000);
+  if (g711 && o.audioSampleRate !== undefined && o.audioSampleRate !== 8000) throw new RangeError('G.711 audio is 8000 Hz');
+  if (!g711 && (!Number.isInteger(sampleRate) || sampleRate < 16000 || sampleRate > 48000)) throw new RangeError('audioSampleRate must be 16000 to 48000');
+
   const args = ['-nostdin', '-hide_banner', '-loglevel', 'warning', '-re', '-f', 'lavfi', '-i', `testsrc2=size=${o.width}x${o.height}:rate=${o.fps}`];
+  if (audio !== 'none') args.push('-re', '-f', 'lavfi', '-i', `sine=frequency=440:beep_factor=4:sample_rate=${sampleRate}`);
+  args.push('-map', '0:v');
+  if (audio !== 'none') args.push('-map', '1:a');
   if (o.fontFile) {
     // The serial is [A-Z0-9] only and the font path is checked for characters
     // the filter syntax treats specially, so neither needs escaping.
     const size = Math.max(12, Math.round(o.height / 18));
     args.push('-vf', `drawtext=fontfile=${o.fontFile}:text='${o.serial} %{localtime}':x=8:y=8:fontsize=${size}:fontcolor=white:box=1:boxcolor=black@0.6`);
   }
+  if (o.videoCodec === 'h265') {
+    // Closed GOPs with an IDR every gop frames, VPS/SPS/PPS before each (a
+    // viewer joining mid-stream needs them), and x265's banner silenced.
+    const params = `keyint=${gop}:min-keyint=${gop}:scenecut=0:open-gop=0:repeat-headers=1:log-level=error`;
+    args.push('-c:v', 'libx265', '-preset', 'ultrafast', '-tune', 'zerolatency', '-x265-params', params);
+  } else {
+    args.push('-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-g', String(gop));
+  }
   args.push(
-    '-c:v',
-    'libx264',
-    '-preset',
-    'ultrafast',
-    '-tune',
-    'zerolatency',
-    '-g',
-    String(Math.max(1, Math.round(o.fps * o.gopSeconds))),
     // cameras stream at a capped bitrate; testsrc2 would otherwise take ~5 Mb/s at 720p
     '-b:v',
     `${kbps}k`,
@@ -89,13 +129,19 @@ export function buildCameraArgs(o: {
     `${kbps * 2}k`,
     '-pix_fmt',
     'yuv420p',
-    // a live source: hand each packet to the pipe at once, not in 32 KiB batches
-    '-flush_packets',
-    '1',
-    '-f',
-    'mpegts',
-    'pipe:1',
   );
+  if (audio === 'aac') args.push('-c:a', 'aac', '-b:a', '32k', '-ac', '1');
+  else if (g711) args.push('-c:a', audio, '-ar', '8000', '-ac', '1');
+  // a live source: hand each packet to the pipe at once, not in 32 KiB batches
+  args.push('-flush_packets', '1');
+  if (simContainer(audio) === 'matroska') {
+    // On a pipe ffmpeg cuts Clusters at 32 KiB or 1 s, so keyframes fall
+    // mid-Cluster and a joining viewer could wait many seconds for a Cluster
+    // that opens on one. With limits above a GOP, each Cluster is one GOP.
+    args.push('-f', 'matroska', '-live', '1', '-cluster_size_limit', '4000000', '-cluster_time_limit', '5000', 'pipe:1');
+  } else {
+    args.push('-f', 'mpegts', 'pipe:1');
+  }
   return args;
 }
 
@@ -114,7 +160,7 @@ export class SimCamera extends EventEmitter {
   private readonly clock: Clock;
   private readonly ffmpegPath: string;
   private readonly encoderArgs: string[];
-  private readonly fanout: TsFanout;
+  private readonly fanout: TsFanout | MkvFanout;
   private readonly streamServer: Server;
   private readonly eventsServer: Server;
   private readonly eventClients = new Set<Socket>();
@@ -140,11 +186,24 @@ export class SimCamera extends EventEmitter {
     }
     let fontFile: string | undefined = opts.fontFile === null ? undefined : (opts.fontFile ?? findFont());
     if (fontFile && /[':\\,;[\]=]/.test(fontFile)) fontFile = undefined;
-    this.encoderArgs = buildCameraArgs({ serial: this.serial, width, height, fps, gopSeconds: opts.gopSeconds ?? 2, fontFile, bitrateKbps: opts.bitrateKbps });
-    this.motionEverySec = opts.motionEverySec ?? 20;
-    this.fanout = new TsFanout({
-      onViewerStall: (remote, bytes) => this.log.warn({ remote, bytes }, 'a slow viewer stopped receiving until it catches up'),
+    const audio = opts.audio ?? 'none';
+    this.encoderArgs = buildCameraArgs({
+      serial: this.serial,
+      width,
+      height,
+      fps,
+      gopSeconds: opts.gopSeconds ?? 2,
+      fontFile,
+      bitrateKbps: opts.bitrateKbps,
+      videoCodec: opts.videoCodec,
+      audio,
+      audioSampleRate: opts.audioSampleRate,
     });
+    this.motionEverySec = opts.motionEverySec ?? 20;
+    const fanoutOpts = {
+      onViewerStall: (remote: string, bytes: number) => this.log.warn({ remote, bytes }, 'a slow viewer stopped receiving until it catches up'),
+    };
+    this.fanout = simContainer(audio) === 'matroska' ? new MkvFanout(fanoutOpts) : new TsFanout(fanoutOpts);
     this.streamServer = createServer((socket) => {
       socket.setNoDelay(true);
       this.fanout.add(socket);
@@ -188,6 +247,26 @@ export class SimCamera extends EventEmitter {
 
   get eventsClientCount(): number {
     return this.eventClients.size;
+  }
+
+  /**
+   * A frozen camera: viewers stay connected but get no more data, as when a
+   * camera's pipeline hangs with its sockets open. The encoder keeps running,
+   * so after resume() timestamps jump by the time frozen, as they would.
+   */
+  stall(): void {
+    this.fanout.freeze();
+    this.log.info('sim camera stalled');
+  }
+
+  /** Data flows again, to each viewer from the next keyframe. */
+  resume(): void {
+    this.fanout.unfreeze();
+    this.log.info('sim camera resumed');
+  }
+
+  get stalled(): boolean {
+    return this.fanout.isFrozen;
   }
 
   triggerMotion(at: Date = new Date(this.clock.now())): MotionEvent {
@@ -257,7 +336,15 @@ export class SimCamera extends EventEmitter {
     const startedAt = this.clock.now();
     let keyframes = 0;
     child.stdout?.on('data', (chunk: Buffer) => {
-      const k = this.fanout.push(chunk);
+      let k: number;
+      try {
+        k = this.fanout.push(chunk);
+      } catch (err) {
+        // a stream the fan-out cannot follow: start over with a new encoder
+        this.log.error({ err }, 'sim encoder output unreadable; restarting it');
+        child.kill('SIGKILL');
+        return;
+      }
       if (k > 0 && keyframes === 0) first?.onKeyframe();
       keyframes += k;
     });

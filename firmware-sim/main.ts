@@ -1,15 +1,27 @@
 import { parseArgs } from 'node:util';
 import { SERIAL_RE } from '../shared/ids.js';
 import { createLogger } from '../shared/log.js';
-import { SimCamera } from './camera.js';
+import { SimCamera, type SimAudio, type SimVideoCodec } from './camera.js';
 
 /**
- * npm run sim -- --serial SIM00000001 [--width 640 --height 360 --fps 15 --motion-every 20]
+ * npm run sim -- --serial SIM00000001 [--width 640 --height 360 --fps 15 --motion-every 20] [--codec h265 --audio pcm_alaw]
  *
  * --cameras N starts N full cameras with consecutive serials; lightweight fleets
  * (no encoder per device) and fault injection come with their own options later.
  */
-const USAGE = 'usage: npm run sim -- --serial SIM00000001 [--cameras N] [--width W] [--height H] [--fps F] [--gop SECONDS] [--motion-every SECONDS] [--port P] [--events-port P]';
+const USAGE = 'usage: npm run sim -- --serial SIM00000001 [--cameras N] [--width W] [--height H] [--fps F] [--gop SECONDS] [--motion-every SECONDS] [--codec h264|h265] [--audio none|aac|pcm_alaw|pcm_mulaw] [--port P] [--events-port P]';
+
+const CODECS: readonly SimVideoCodec[] = ['h264', 'h265'];
+const AUDIOS: readonly SimAudio[] = ['none', 'aac', 'pcm_alaw', 'pcm_mulaw'];
+
+function choice<T extends string>(name: string, value: string | undefined, allowed: readonly T[], fallback: T): T {
+  if (value === undefined) return fallback;
+  if (!(allowed as readonly string[]).includes(value)) {
+    console.error(`sim: --${name} must be one of ${allowed.join(', ')}, got ${JSON.stringify(value)}`);
+    process.exit(1);
+  }
+  return value as T;
+}
 
 function intOption(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;
@@ -42,6 +54,8 @@ async function main(): Promise<void> {
         fps: { type: 'string' },
         gop: { type: 'string' },
         'motion-every': { type: 'string' },
+        codec: { type: 'string' },
+        audio: { type: 'string' },
         port: { type: 'string' },
         'events-port': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -67,6 +81,8 @@ async function main(): Promise<void> {
   const fps = intOption('fps', values.fps, 15, 1, 60);
   const gopSeconds = intOption('gop', values.gop, 2, 1, 20);
   const motionEverySec = intOption('motion-every', values['motion-every'], 20, 0, 86_400);
+  const videoCodec = choice('codec', values.codec, CODECS, 'h264');
+  const audio = choice('audio', values.audio, AUDIOS, 'none');
   const port = intOption('port', values.port, 0, 0, 65_535);
   const eventsPort = intOption('events-port', values['events-port'], 0, 0, 65_535);
   if (cameras > 1 && (port !== 0 || eventsPort !== 0)) {
@@ -94,7 +110,7 @@ async function main(): Promise<void> {
       return;
     }
     try {
-      const cam = await SimCamera.start({ serial: s, width, height, fps, gopSeconds, motionEverySec, logger, port, eventsPort });
+      const cam = await SimCamera.start({ serial: s, width, height, fps, gopSeconds, motionEverySec, videoCodec, audio, logger, port, eventsPort });
       running.push(cam);
       cam.on('motion', (e: { at: string }) => logger.info({ serial: s, at: e.at }, 'motion'));
       console.log(`${s} stream ${cam.streamUrl} events ${cam.eventsUrl}`);

@@ -1,4 +1,4 @@
-import type { Socket } from 'node:net';
+import { ViewerSet, type ViewerSocket } from './viewers.js';
 
 /**
  * MPEG-TS fan-out: one encoder, many viewers, each of which may join at any
@@ -117,15 +117,7 @@ export class TsPacketizer {
   }
 }
 
-/** What the fan-out needs of a viewer's connection (a net.Socket in practice). */
-export type ViewerSocket = Pick<Socket, 'write' | 'writableLength' | 'destroy' | 'once' | 'on' | 'resume' | 'remoteAddress' | 'remotePort'>;
-
-interface Viewer {
-  socket: ViewerSocket;
-  /** false until it has been sent PAT, PMT and a keyframe */
-  started: boolean;
-  stalled: boolean;
-}
+export type { ViewerSocket } from './viewers.js';
 
 export interface TsFanoutOptions {
   /** a viewer whose socket buffer exceeds this stops receiving until it drains */
@@ -135,19 +127,16 @@ export interface TsFanoutOptions {
 
 export class TsFanout {
   private readonly packetizer = new TsPacketizer();
-  private readonly viewers = new Set<Viewer>();
+  private readonly viewers: ViewerSet;
   private pat: Buffer | undefined;
   private pmt: Buffer | undefined;
   private pmtPid: number | undefined;
   private videoPid: number | undefined;
-  private readonly maxBuffered: number;
-  private readonly onStall: TsFanoutOptions['onViewerStall'];
   /** set once a keyframe went by: the stream is usable */
   keyframes = 0;
 
   constructor(opts: TsFanoutOptions = {}) {
-    this.maxBuffered = opts.maxBufferedBytes ?? 4 * 1024 * 1024;
-    this.onStall = opts.onViewerStall;
+    this.viewers = new ViewerSet({ ...opts, repeatHeader: true });
   }
 
   get viewerCount(): number {
@@ -155,15 +144,7 @@ export class TsFanout {
   }
 
   add(socket: ViewerSocket): void {
-    const viewer: Viewer = { socket, started: false, stalled: false };
-    this.viewers.add(viewer);
-    const drop = (): void => {
-      this.viewers.delete(viewer);
-    };
-    socket.once('close', drop);
-    socket.on('error', () => socket.destroy());
-    // viewers have nothing to say; discard whatever they send
-    socket.resume();
+    this.viewers.add(socket);
   }
 
   /** Feeds encoder output; returns the number of keyframes seen in it. */
@@ -199,29 +180,22 @@ export class TsFanout {
       }
     }
     this.keyframes += keyframesHere;
-    for (const v of this.viewers) this.deliver(v, region, keyframeAt, headerAtKeyframe);
+    this.viewers.deliver(region, keyframeAt, headerAtKeyframe);
     return keyframesHere;
   }
 
-  private deliver(v: Viewer, region: Buffer, keyframeAt: number, header: Buffer | undefined): void {
-    const buffered = v.socket.writableLength;
-    if (v.started) {
-      if (buffered > this.maxBuffered) {
-        // Too slow: stop feeding it rather than let memory grow. It resumes
-        // cleanly at a later keyframe once its buffer has drained.
-        v.started = false;
-        v.stalled = true;
-        this.onStall?.(`${v.socket.remoteAddress ?? '?'}:${v.socket.remotePort ?? '?'}`, buffered);
-        return;
-      }
-      v.socket.write(region);
-      return;
-    }
-    if (keyframeAt < 0 || !header) return;
-    if (v.stalled && buffered > this.maxBuffered / 4) return;
-    v.started = true;
-    v.stalled = false;
-    v.socket.write(Buffer.concat([header, region.subarray(keyframeAt)]));
+  get isFrozen(): boolean {
+    return this.viewers.isFrozen;
+  }
+
+  /** A frozen camera: viewers stay connected and get nothing. */
+  freeze(): void {
+    this.viewers.freeze();
+  }
+
+  /** Viewers get the stream again from the next keyframe, PAT and PMT first. */
+  unfreeze(): void {
+    this.viewers.unfreeze();
   }
 
   /**
@@ -239,7 +213,6 @@ export class TsFanout {
   }
 
   closeAll(): void {
-    for (const v of this.viewers) v.socket.destroy();
-    this.viewers.clear();
+    this.viewers.closeAll();
   }
 }

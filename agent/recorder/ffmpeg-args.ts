@@ -4,6 +4,17 @@ import { join } from 'node:path';
 /** What the recorder does with a camera's audio. Video is always copied. */
 export type AudioMode = 'copy' | 'aac' | 'drop';
 
+/** The camera's video codec, as a probe of the input found it. */
+export type InputVideoCodec = 'h264' | 'h265' | 'unknown';
+
+/**
+ * Bitrate of audio transcoded to AAC. Cameras that need it send G.711: 8 kHz
+ * mono telephone audio, for which 32 kb/s AAC-LC is plenty. ffmpeg's AAC
+ * encoder allows at most 6144 bits per channel per frame (48 kb/s at 8 kHz
+ * mono) and warns on every launch when asked for more, e.g. 64k.
+ */
+export const AAC_TRANSCODE_BITRATE = '32k';
+
 export interface RecorderArgsOptions {
   /** any ffmpeg input URL: rtsp://, tcp://, a file */
   input: string;
@@ -17,6 +28,12 @@ export interface RecorderArgsOptions {
    * browsers do not take, needs 'aac' (cheap to transcode) or 'drop'.
    */
   audio?: AudioMode;
+  /**
+   * H.265 is written as 'hvc1' rather than ffmpeg's default 'hev1': Apple's
+   * players refuse 'hev1'. The argv builder cannot see the stream, so the
+   * recorder fills this from a probe; 'unknown' and 'h264' change nothing.
+   */
+  videoCodec?: InputVideoCodec;
   /**
    * How long a stalled network input may stay silent before ffmpeg gives up,
    * in microseconds. Without it a camera that stops sending (but keeps the
@@ -61,7 +78,9 @@ export function buildRecorderArgs(opts: RecorderArgsOptions): string[] {
   }
 
   const codec: string[] = ['-c', 'copy'];
-  if (audio === 'aac') codec.push('-c:a', 'aac');
+  if (opts.videoCodec === 'h265') codec.push('-tag:v', 'hvc1');
+  // the input's sample rate and channels are kept: AAC takes G.711's 8 kHz mono as it is
+  if (audio === 'aac') codec.push('-c:a', 'aac', '-b:a', AAC_TRANSCODE_BITRATE);
   else if (audio === 'drop') codec.push('-an');
 
   // the output pattern is a printf template: a literal % in the folder must be doubled

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildRecorderArgs, newRunId, SEGMENT_FORMAT_OPTIONS } from '../../../agent/recorder/ffmpeg-args.js';
+import { AAC_TRANSCODE_BITRATE, buildRecorderArgs, newRunId, SEGMENT_FORMAT_OPTIONS } from '../../../agent/recorder/ffmpeg-args.js';
 
 const base = { input: 'rtsp://cam.local/stream', segmentSeconds: 10, dir: '/data/segments/main', runId: '1700000000000-abcdef01' };
 
@@ -54,6 +54,32 @@ describe('recorder ffmpeg arguments', () => {
     expect(buildRecorderArgs({ ...base, audio: 'aac' })).toEqual(expect.arrayContaining(['-c:a', 'aac']));
     expect(buildRecorderArgs({ ...base, audio: 'drop' })).toContain('-an');
     expect(buildRecorderArgs(base)).not.toContain('-an');
+  });
+
+  it('tag H.265 as hvc1, which Apple players need, and leave other video untagged', () => {
+    const args = buildRecorderArgs({ ...base, videoCodec: 'h265' });
+    const c = args.indexOf('-c');
+    expect(args.slice(c, c + 4)).toEqual(['-c', 'copy', '-tag:v', 'hvc1']);
+    for (const videoCodec of ['h264', 'unknown', undefined] as const) {
+      expect(buildRecorderArgs({ ...base, videoCodec }).some((a) => a.startsWith('-tag'))).toBe(false);
+    }
+  });
+
+  it('transcode audio to AAC at a bitrate 8 kHz G.711 allows, keeping its rate and channels; drop it; or copy it', () => {
+    const aac = buildRecorderArgs({ ...base, audio: 'aac', videoCodec: 'h265' });
+    const a = aac.indexOf('-c:a');
+    expect(aac.slice(a, a + 4)).toEqual(['-c:a', 'aac', '-b:a', AAC_TRANSCODE_BITRATE]);
+    expect(Number.parseInt(AAC_TRANSCODE_BITRATE, 10)).toBeLessThanOrEqual(48);
+    expect(aac).not.toContain('-ar');
+    expect(aac).not.toContain('-ac');
+    expect(aac).toEqual(expect.arrayContaining(['-tag:v', 'hvc1']));
+    const drop = buildRecorderArgs({ ...base, audio: 'drop' });
+    expect(drop).toContain('-an');
+    expect(drop).not.toContain('-c:a');
+    const copy = buildRecorderArgs({ ...base, audio: 'copy' });
+    expect(copy).not.toContain('-c:a');
+    expect(copy).not.toContain('-an');
+    expect(copy).toEqual(buildRecorderArgs(base));
   });
 
   it('give a tcp input a read timeout before -i, so a silent camera is noticed', () => {

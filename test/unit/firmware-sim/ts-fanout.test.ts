@@ -129,3 +129,50 @@ describe('a viewer joining mid-stream', () => {
     expect(f.viewerCount).toBe(0);
   });
 });
+
+// PMT on 0x1000 listing AAC (0x0f) on PID 0x101 first, then H.265 (0x24) on PID 0x100
+const PMT_AV = packet([0x47, 0x50, 0x00, 0x10, 0x00, 0x02, 0xb0, 23, 0x00, 0x01, 0xc1, 0x00, 0x00, 0xe1, 0x00, 0xf0, 0x00, 0x0f, 0xe1, 0x01, 0xf0, 0x00, 0x24, 0xe1, 0x00, 0xf0, 0x00, 1, 2, 3, 4]);
+// an audio PES start: ffmpeg sets random_access_indicator on those too
+const AUDIO = packet([0x47, 0x41, 0x01, 0x30, 0x07, 0x50, 0, 0, 0, 0, 0, 0, 0x00, 0x00, 0x01, 0xc0], 0xdd);
+const AUDIO_CONT = packet([0x47, 0x01, 0x01, 0x10], 0xde);
+
+describe('a stream with audio and H.265 video', () => {
+  it('finds the H.265 video PID after an audio stream in the PMT', () => {
+    expect(parsePmtVideoPid(PMT_AV, 0)).toBe(0x100);
+  });
+
+  it('starts a viewer at a video keyframe, never at an audio packet marked random access', () => {
+    const f = new TsFanout();
+    const v = new FakeViewer();
+    f.add(v as unknown as ViewerSocket);
+    expect(f.push(Buffer.concat([PAT, PMT_AV, AUDIO, AUDIO_CONT, PFRAME]))).toBe(0);
+    expect(v.data.length).toBe(0);
+    expect(f.push(Buffer.concat([AUDIO, KEY, AUDIO_CONT, CONT]))).toBe(1);
+    expect(v.data.equals(Buffer.concat([PAT, PMT_AV, KEY, AUDIO_CONT, CONT]))).toBe(true);
+  });
+});
+
+describe('a frozen camera', () => {
+  it('sends nothing while frozen without closing anyone, then resumes each viewer at a keyframe with PAT and PMT', () => {
+    const f = new TsFanout();
+    const v = new FakeViewer();
+    f.add(v as unknown as ViewerSocket);
+    f.push(Buffer.concat([PAT, PMT, KEY, CONT]));
+    const before = v.data.length;
+    f.freeze();
+    expect(f.isFrozen).toBe(true);
+    const late = new FakeViewer();
+    f.add(late as unknown as ViewerSocket);
+    f.push(Buffer.concat([PFRAME, CONT, PAT, PMT, KEY, CONT]));
+    expect(v.data.length).toBe(before);
+    expect(late.data.length).toBe(0);
+    expect(v.destroyed || late.destroyed).toBe(false);
+    expect(f.viewerCount).toBe(2);
+    f.unfreeze();
+    f.push(Buffer.concat([PFRAME, CONT])); // mid-GOP: still nothing
+    expect(v.data.length).toBe(before);
+    f.push(Buffer.concat([PAT, PMT, KEY, CONT]));
+    expect(v.data.subarray(before).equals(Buffer.concat([PAT, PMT, KEY, CONT]))).toBe(true);
+    expect(late.data.equals(Buffer.concat([PAT, PMT, KEY, CONT]))).toBe(true);
+  });
+});
