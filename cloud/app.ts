@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { systemClock, type Clock } from '../shared/clock.js';
 import { CamvaultError } from '../shared/errors.js';
 import { createLogger, type Logger } from '../shared/log.js';
@@ -49,7 +49,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     routerOptions: { maxParamLength: 1100 },
     // one access line per request (below) instead of fastify's two: on the
     // presign route logging was the largest cost after the signing itself
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
   });
 
   const ctx: AppContext = { config, store, objects, clock: opts.clock ?? systemClock, publicUrl: opts.publicUrl };

@@ -89,6 +89,10 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   -- sweep: a SUM over them grew with every one, bench/presign); stored clip bytes
   -- are summed over a covering index, since only unexpired clips count.
   CREATE INDEX clips_by_account_expiry_size ON clips(account_id, expires_at, size);
+  -- every index on uploads is one more page written to the WAL per presign;
+  -- nothing reads these two (the stale-upload sweep will scan, or add its own)
+  DROP INDEX uploads_by_account;
+  DROP INDEX uploads_by_created;
   ALTER TABLE accounts ADD COLUMN pending_bytes INTEGER NOT NULL DEFAULT 0;
   UPDATE accounts SET pending_bytes = (SELECT COALESCE(SUM(size), 0) FROM uploads WHERE uploads.account_id = accounts.id);
   CREATE TRIGGER uploads_pending_insert AFTER INSERT ON uploads BEGIN

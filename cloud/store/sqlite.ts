@@ -147,6 +147,10 @@ export class SqliteStore implements Store {
     this.db.pragma('synchronous = FULL');
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
+    // A checkpoint fsyncs the database file; at the default 1000 pages one ran
+    // every ~200 presigns, on the request path. 10000 pages (a WAL of up to
+    // ~40 MB) makes them ten times rarer.
+    this.db.pragma('wal_autocheckpoint = 10000');
     this.migrate();
   }
 
