@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { accessSync, constants as fsConstants, existsSync } from 'node:fs';
-import { open, readdir, stat } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { systemClock, type Clock } from '../shared/clock.js';
 import type { ClipKind } from '../shared/contracts/common.js';
@@ -11,9 +11,20 @@ import { CloudClient, CloudError } from './cloud-client.js';
 import type { AgentConfig } from './config.js';
 import { MotionEvents } from './events.js';
 import { Journal, JOURNAL_FILE, type ClipCounts, type DeviceCredentials } from './journal/journal.js';
-import { Recorder, type RunExited, type RunStarted, type SegmentClosed } from './recorder/recorder.js';
-import { parseSegmentListLine } from './recorder/segment-list.js';
+import {
+  Recorder,
+  type RecorderOptions,
+  type RecorderStall,
+  type RunExited,
+  type RunStarted,
+  type SegmentClosed,
+  type SegmentDropped,
+  type StreamChanged,
+} from './recorder/recorder.js';
+import { reconcileSegments, type FoundSegment, type ReconcileReport } from './recorder/reconcile.js';
+import { killStrayRecorders } from './recorder/stray-recorders.js';
 import type { RetryPolicy } from './uploader/retry-policy.js';
+import { StorageKeeper, type EvictionReport } from './storage/keeper.js';
 import { hashClip, type ClipDigest } from './uploader/multipart.js';
 import { Uploader, type ClipUploaded, type UploadFailed } from './uploader/uploader.js';
 
@@ -25,6 +36,8 @@ export interface AgentStartOptions {
   retryPolicy?: Partial<RetryPolicy>;
   /** tests shorten the recorder's restart backoff */
   recorderRestart?: { minDelayMs?: number; maxDelayMs?: number; healthyRunMs?: number };
+  /** tests shorten the recorder's watchdog and polling */
+  recorder?: Pick<RecorderOptions, 'stallTimeoutMs' | 'killGraceMs' | 'inputTimeoutUs' | 'pollMs'>;
 }
 
 export interface ClipQueued {
@@ -46,7 +59,28 @@ export interface AgentStatus {
   /** how long ago the oldest clip still waiting started */
   oldestUnuploadedAgeMs: number | null;
   counts: ClipCounts;
+  /** what the recorder met in the field (journal agent_stats, so they survive restarts) */
+  recording: RecordingStats;
 }
+
+export interface RecordingStats {
+  /** stalled inputs caught (watchdog or ffmpeg's read timeout) */
+  stalls: number;
+  /** changes of picture size or codec mid-segment */
+  streamChanges: number;
+  /** segments with nothing playable, deleted */
+  droppedSegments: number;
+  /** segments journaled without a video track (an error) */
+  segmentsWithoutVideo: number;
+}
+
+/** agent_stats keys the recording side writes (dropped_segments is shared with `agent status`). */
+export const RECORDING_STATS = {
+  stalls: 'recorder_stalls',
+  streamChanges: 'stream_changes',
+  droppedSegments: 'dropped_segments',
+  segmentsWithoutVideo: 'segments_without_video',
+} as const satisfies Record<keyof RecordingStats, string>;
 
 /** A claim refusal that a retry cannot fix. */
 const PERMANENT_CLAIM_CODES = new Set(['BIND_CODE_INVALID', 'DEVICE_BOUND_ELSEWHERE', 'VALIDATION_FAILED', 'BAD_REQUEST']);
@@ -55,6 +89,8 @@ function statusFrom(journal: Journal, clock: Clock): AgentStatus {
   const counts = journal.countsByState();
   const oldest = journal.oldestUnuploaded();
   const creds = journal.getCredentials();
+  const stats = journal.stats();
+  const n = (key: string): number => stats[key]?.n ?? 0;
   return {
     serial: creds?.serial ?? null,
     claimed: creds !== undefined,
@@ -62,6 +98,12 @@ function statusFrom(journal: Journal, clock: Clock): AgentStatus {
     oldestUnuploadedClipId: oldest?.id ?? null,
     oldestUnuploadedAgeMs: oldest ? Math.max(0, clock.now() - oldest.startMs) : null,
     counts,
+    recording: {
+      stalls: n(RECORDING_STATS.stalls),
+      streamChanges: n(RECORDING_STATS.streamChanges),
+      droppedSegments: n(RECORDING_STATS.droppedSegments),
+      segmentsWithoutVideo: n(RECORDING_STATS.segmentsWithoutVideo),
+    },
   };
 }
 
@@ -87,7 +129,9 @@ export function agentStatus(dataDir: string, opts: { clock?: Clock } = {}): Agen
  *
  * Events: 'segment' (SegmentClosed), 'clip-queued' (ClipQueued),
  * 'clip-uploaded' (ClipUploaded), 'upload-failed' (UploadFailed),
- * 'recorder-start' (RunStarted), 'recorder-exit' (RunExited), 'claimed' ({ serial }).
+ * 'recorder-start' (RunStarted), 'recorder-exit' (RunExited), 'claimed' ({ serial }),
+ * 'recorder-stall' (RecorderStall), 'stream-change' (StreamChanged),
+ * 'segment-dropped' (SegmentDropped). What start-up reconciliation did: startupReport.
  */
 export class Agent extends EventEmitter {
   readonly config: AgentConfig;
@@ -101,9 +145,11 @@ export class Agent extends EventEmitter {
   private readonly retryPolicy: Partial<RetryPolicy> | undefined;
   private readonly segmentsDir: string;
   private uploader: Uploader | undefined;
+  private readonly keeper: StorageKeeper;
   private readonly stopSignal = new AbortController();
   private claimLoop: Promise<void> | undefined;
   private stopPromise: Promise<void> | undefined;
+  private reconciled: ReconcileReport | undefined;
 
   private constructor(opts: AgentStartOptions, journal: Journal, log: Logger, clock: Clock) {
     super();
@@ -114,8 +160,15 @@ export class Agent extends EventEmitter {
     this.clock = clock;
     this.journal = journal;
     this.retryPolicy = opts.retryPolicy;
-    this.client = new CloudClient({ baseUrl: config.cloudUrl, clock });
+    this.client = new CloudClient({
+      baseUrl: config.cloudUrl,
+      clock,
+      uploadBytesPerSec: config.uploadBytesPerSec,
+      uploadBurstBytes: config.uploadBurstBytes,
+    });
     this.segmentsDir = join(config.dataDir, 'segments', config.channel);
+    this.keeper = new StorageKeeper({ journal, dir: this.segmentsDir, storage: config.storage, logger: log, clock, uploads: () => this.uploader });
+    this.keeper.on('evicted', (e: EvictionReport) => this.emit('evicted', e));
     this.events = new MotionEvents({ url: config.eventsUrl, serial: config.serial, logger: log, clock });
     this.recorder = new Recorder({
       ffmpegPath: config.ffmpegPath,
@@ -126,11 +179,25 @@ export class Agent extends EventEmitter {
       logger: log,
       clock,
       restart: opts.recorderRestart,
-      onSegment: (s) => this.onSegment(s),
+      ...opts.recorder,
+      onSegment: (s) => this.journalSegment(s),
     });
     this.recorder.on('segment', (s: SegmentClosed) => this.emit('segment', s));
     this.recorder.on('run-start', (r: RunStarted) => this.emit('recorder-start', r));
     this.recorder.on('run-exit', (r: RunExited) => this.emit('recorder-exit', r));
+    // counted durably as they happen (the recorder logs them); a dropped file is counted before it is deleted
+    this.recorder.on('stall', (e: RecorderStall) => {
+      this.count(RECORDING_STATS.stalls);
+      this.emit('recorder-stall', e);
+    });
+    this.recorder.on('stream-change', (e: StreamChanged) => {
+      this.count(RECORDING_STATS.streamChanges);
+      this.emit('stream-change', e);
+    });
+    this.recorder.on('segment-dropped', (e: SegmentDropped) => {
+      this.count(RECORDING_STATS.droppedSegments);
+      this.emit('segment-dropped', e);
+    });
   }
 
   /**
@@ -153,13 +220,15 @@ export class Agent extends EventEmitter {
     let agent: Agent;
     try {
       agent = new Agent(opts, journal, log, clock);
+      // before the uploader exists: a row whose file is gone is marked lost before anything tries to send it
+      await agent.reconcile();
       await agent.ensureClaimed();
     } catch (err) {
       journal.close();
       throw err;
     }
     agent.events.start();
-    await agent.reconcileSegments();
+    await agent.keeper.start();
     agent.recorder.start();
     return agent;
   }
@@ -179,12 +248,18 @@ export class Agent extends EventEmitter {
     return this.recorder.pid;
   }
 
+  /** What start-up reconciliation found and did, for tests and diagnostics. */
+  get startupReport(): ReconcileReport | undefined {
+    return this.reconciled;
+  }
+
   private async doStop(): Promise<void> {
     this.stopSignal.abort();
     // first the recorder: ffmpeg closes its segment, which gets journaled
     await this.recorder.stop();
     this.events.stop();
     await this.uploader?.stop({ graceMs: 3000 });
+    await this.keeper.stop();
     await this.claimLoop;
     this.journal.close();
     this.log.info('agent stopped');
@@ -289,15 +364,29 @@ export class Agent extends EventEmitter {
     uploader.start();
   }
 
-  /** A closed, fsynced segment: hashed once, journaled as queued, then the uploader is woken. */
-  private async onSegment(s: SegmentClosed): Promise<void> {
-    const digest = await hashClip(s.path, this.config.multipartPartBytes);
+  private count(key: string): void {
+    if (this.journal.isOpen) this.journal.addStats({ [key]: 1 });
+  }
+
+  /**
+   * A closed (or salvaged), fsynced segment: hashed once, journaled as
+   * queued, then the uploader is woken. One without video is an error the
+   * recorder logged; it is counted, and uploaded all the same (what the
+   * camera sent is the footage there is).
+   */
+  private async journalSegment(s: SegmentClosed | FoundSegment): Promise<void> {
+    // a full disk must not stop recording: make room and try again
+    const digest = await this.keeper.withSpace('hashing a segment', () => hashClip(s.path, this.config.multipartPartBytes));
     if (digest.size === 0 || s.durationMs <= 0) {
-      this.log.warn({ segment: basename(s.path), size: digest.size, durationMs: s.durationMs }, 'an empty segment was skipped');
+      this.log.warn({ segment: basename(s.path), size: digest.size, durationMs: s.durationMs }, 'an empty segment was dropped');
+      this.count(RECORDING_STATS.droppedSegments);
+      await unlink(s.path).catch(() => undefined);
       return;
     }
+    if (!s.hasVideo) this.count(RECORDING_STATS.segmentsWithoutVideo);
     const kind = this.events.classify(s.startMs, s.startMs + s.durationMs);
-    this.journalClip(s.path, s.startMs, s.durationMs, digest, kind);
+    await this.keeper.withSpace('journaling a clip', () => this.journalClip(s.path, s.startMs, s.durationMs, digest, kind));
+    this.keeper.segmentClosed();
   }
 
   private journalClip(path: string, startMs: number, durationMs: number, digest: ClipDigest, kind: ClipKind): void {
@@ -320,64 +409,20 @@ export class Agent extends EventEmitter {
   }
 
   /**
-   * Start-up reconciliation (DESIGN: "the folder, not the list, is the source
-   * of truth at start-up"). A segment that ffmpeg listed as closed but that a
-   * crash kept out of the journal is journaled now. Files no list names are
-   * partial segments a kill or power cut left behind: they are counted here and
-   * left for salvage.
+   * Start-up, before the recorder runs: an ffmpeg an earlier agent process
+   * left writing the folder is stopped, then the folder is reconciled with
+   * the journal (recorder/reconcile.ts).
    */
-  private async reconcileSegments(): Promise<void> {
-    let names: string[];
-    try {
-      names = await readdir(this.segmentsDir);
-    } catch {
-      return;
-    }
-    const listed = new Set<string>();
-    let journaled = 0;
-    for (const list of names.filter((n) => n.endsWith('.csv'))) {
-      let text: string;
-      try {
-        const fh = await open(join(this.segmentsDir, list), 'r');
-        try {
-          text = await fh.readFile('utf8');
-        } finally {
-          await fh.close();
-        }
-      } catch {
-        continue;
-      }
-      // only complete lines: a line being written when power went is not a closed segment
-      const lines = text.split('\n');
-      lines.pop();
-      for (const line of lines) {
-        const entry = parseSegmentListLine(line);
-        if (!entry) continue;
-        const name = basename(entry.filename);
-        listed.add(name);
-        const path = join(this.segmentsDir, name);
-        if (this.journal.getClipByPath(path)) continue;
-        try {
-          const fh = await open(path, 'r');
-          try {
-            await fh.sync();
-          } finally {
-            await fh.close();
-          }
-          const durationMs = Math.round((entry.endSec - entry.startSec) * 1000);
-          const digest = await hashClip(path, this.config.multipartPartBytes);
-          if (digest.size === 0 || durationMs <= 0) continue;
-          // the file's mtime is when ffmpeg last wrote it: the segment's end
-          const { mtimeMs } = await stat(path);
-          this.journalClip(path, Math.round(mtimeMs) - durationMs, durationMs, digest, 'continuous');
-          journaled += 1;
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ segment: name, err }, 'could not reconcile a listed segment');
-        }
-      }
-    }
-    const partial = names.filter((n) => n.endsWith('.mp4') && !listed.has(n)).length;
-    if (journaled > 0) this.log.info({ clips: journaled }, 'closed segments missing from the journal were queued');
-    if (partial > 0) this.log.info({ files: partial }, 'partial segments from an earlier run are kept for salvage');
+  private async reconcile(): Promise<ReconcileReport> {
+    const strays = await killStrayRecorders(this.segmentsDir);
+    if (strays.length > 0) this.log.warn({ pids: strays }, 'stopped recorder ffmpegs an earlier agent process left running');
+    const report = await reconcileSegments({
+      dir: this.segmentsDir,
+      journal: this.journal,
+      logger: this.log,
+      journalSegment: (s) => this.journalSegment(s),
+    });
+    this.reconciled = report;
+    return report;
   }
 }

@@ -53,6 +53,32 @@ const AgentConfigSchema = z
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     /** what happens to the camera's audio: copy (AAC), aac (transcode G.711), drop */
     audio: z.enum(['copy', 'aac', 'drop']).default('copy'),
+    /**
+     * The ring buffer (issue 4): the segments' quota in bytes (absent: 80% of
+     * their file system) and the free space the disk must keep. When either
+     * breaks, uploaded clips go first, then unuploaded continuous footage,
+     * then events, oldest first; footage lost that way is counted.
+     */
+    storage: z
+      .object({
+        maxBytes: z.number().int('must be a whole number').positive('must be more than 0').optional(),
+        minFreeBytes: z
+          .number()
+          .int('must be a whole number')
+          .min(0, 'must be 0 or more')
+          .default(256 * 1024 * 1024),
+      })
+      .strict()
+      .default({}),
+    /** the upload bandwidth cap in bytes a second, all uploads together (a token bucket); 0: none */
+    uploadBytesPerSec: z
+      .number()
+      .int('must be a whole number')
+      .min(0, 'must be 0 (no cap) or more')
+      .refine((v) => v === 0 || v >= 1024, 'must be 0 (no cap) or at least 1024')
+      .default(0),
+    /** what the cap lets through at once after a quiet spell; default one second's worth, at least 64 KiB */
+    uploadBurstBytes: z.number().int('must be a whole number').min(1024, 'must be at least 1024').optional(),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -84,10 +110,12 @@ export const AGENT_ENV: Record<string, keyof AgentConfigInput> = {
   CAMVAULT_AGENT_MULTIPART_PART_BYTES: 'multipartPartBytes',
   CAMVAULT_AGENT_LOG_LEVEL: 'logLevel',
   CAMVAULT_AGENT_AUDIO: 'audio',
+  CAMVAULT_AGENT_UPLOAD_BYTES_PER_SEC: 'uploadBytesPerSec',
+  CAMVAULT_AGENT_UPLOAD_BURST_BYTES: 'uploadBurstBytes',
   FFMPEG_PATH: 'ffmpegPath',
 };
 
-const NUMERIC: ReadonlySet<string> = new Set(['segmentSeconds', 'uploadConcurrency', 'multipartPartBytes']);
+const NUMERIC: ReadonlySet<string> = new Set(['segmentSeconds', 'uploadConcurrency', 'multipartPartBytes', 'uploadBytesPerSec', 'uploadBurstBytes']);
 const BOOLEAN: ReadonlySet<string> = new Set(['development']);
 
 /** A configuration problem: its message is the one line the CLI prints. */

@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util';
 import { createLogger } from '../shared/log.js';
-import { Agent, agentStatus, type AgentStatus } from './agent.js';
+import { Agent } from './agent.js';
 import { AgentConfigError, loadAgentConfig, type AgentConfig } from './config.js';
+import { formatDeviceStatus, readDeviceStatus, type DeviceStatus } from './status.js';
 
 /**
  * npm run agent -- run [--config FILE]
@@ -22,26 +23,6 @@ function config(file: string | undefined): AgentConfig {
     if (err instanceof AgentConfigError) fail(err.message, 1);
     throw err;
   }
-}
-
-function formatAge(ms: number): string {
-  const s = Math.floor(ms / 1000);
-  if (s < 60) return `${s} s`;
-  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
-  if (s < 86_400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
-  return `${Math.floor(s / 86_400)} d ${Math.floor((s % 86_400) / 3600)} h`;
-}
-
-function formatStatus(st: AgentStatus): string {
-  const lines = [
-    `device:      ${st.serial ?? '(not claimed)'}`,
-    `queue depth: ${st.queueDepth} clip${st.queueDepth === 1 ? '' : 's'}`,
-    `oldest unuploaded clip: ${st.oldestUnuploadedAgeMs === null ? 'none' : `${formatAge(st.oldestUnuploadedAgeMs)} old (${st.oldestUnuploadedClipId})`}`,
-    `clips by state: ${Object.entries(st.counts)
-      .map(([k, v]) => `${k} ${v}`)
-      .join(', ')}`,
-  ];
-  return lines.join('\n');
 }
 
 async function run(cfg: AgentConfig): Promise<void> {
@@ -88,13 +69,13 @@ async function main(argv: string[]): Promise<void> {
   }
   const cfg = config(values.config);
   if (command === 'status') {
-    let st: AgentStatus;
+    let st: DeviceStatus;
     try {
-      st = agentStatus(cfg.dataDir);
+      st = await readDeviceStatus(cfg);
     } catch (err) {
       fail((err as Error).message, 1);
     }
-    console.log(values.json ? JSON.stringify(st) : formatStatus(st));
+    console.log(values.json ? JSON.stringify(st) : formatDeviceStatus(st));
     return;
   }
   await run(cfg);

@@ -45,6 +45,13 @@ export interface SimCameraOptions {
   startTimeoutMs?: number;
 }
 
+/** What reconfigure() may change; what is left out stays as it is. */
+export interface SimStreamChange {
+  width?: number;
+  height?: number;
+  videoCodec?: SimVideoCodec;
+}
+
 export interface MotionEvent {
   serial: string;
   /** ISO 8601 */
@@ -159,7 +166,8 @@ export class SimCamera extends EventEmitter {
   private readonly log: Logger;
   private readonly clock: Clock;
   private readonly ffmpegPath: string;
-  private readonly encoderArgs: string[];
+  /** what the encoder is asked for; reconfigure() changes the picture and the codec */
+  private encoderOptions: CameraArgsOptions;
   private readonly fanout: TsFanout | MkvFanout;
   private readonly streamServer: Server;
   private readonly eventsServer: Server;
@@ -170,6 +178,7 @@ export class SimCamera extends EventEmitter {
   private motionTimer: NodeJS.Timeout | undefined;
   private stopping: Promise<void> | undefined;
   private readonly motionEverySec: number;
+  private readonly startTimeoutMs: number;
 
   private constructor(opts: SimCameraOptions) {
     super();
@@ -181,13 +190,12 @@ export class SimCamera extends EventEmitter {
     const width = opts.width ?? 640;
     const height = opts.height ?? 360;
     const fps = opts.fps ?? 15;
-    for (const [name, v] of [['width', width], ['height', height], ['fps', fps]] as const) {
-      if (!Number.isInteger(v) || v <= 0 || v > 8192) throw new Error(`invalid ${name}: ${v}`);
-    }
+    for (const [name, v] of [['width', width], ['height', height], ['fps', fps]] as const) checkDimension(name, v);
+    this.startTimeoutMs = opts.startTimeoutMs ?? 15_000;
     let fontFile: string | undefined = opts.fontFile === null ? undefined : (opts.fontFile ?? findFont());
     if (fontFile && /[':\\,;[\]=]/.test(fontFile)) fontFile = undefined;
     const audio = opts.audio ?? 'none';
-    this.encoderArgs = buildCameraArgs({
+    this.encoderOptions = {
       serial: this.serial,
       width,
       height,
@@ -198,7 +206,9 @@ export class SimCamera extends EventEmitter {
       videoCodec: opts.videoCodec,
       audio,
       audioSampleRate: opts.audioSampleRate,
-    });
+    };
+    // checked here so a bad option fails the constructor, not the first spawn
+    buildCameraArgs(this.encoderOptions);
     this.motionEverySec = opts.motionEverySec ?? 20;
     const fanoutOpts = {
       onViewerStall: (remote: string, bytes: number) => this.log.warn({ remote, bytes }, 'a slow viewer stopped receiving until it catches up'),
@@ -224,7 +234,7 @@ export class SimCamera extends EventEmitter {
       const [sp, ep] = await Promise.all([listen(cam.streamServer, host, opts.port ?? 0), listen(cam.eventsServer, host, opts.eventsPort ?? 0)]);
       cam.streamUrl = `tcp://${host}:${sp}`;
       cam.eventsUrl = `tcp://${host}:${ep}`;
-      await cam.startEncoder(opts.startTimeoutMs ?? 15_000);
+      await cam.startEncoder(cam.startTimeoutMs);
     } catch (err) {
       await cam.stop();
       throw err;
@@ -267,6 +277,45 @@ export class SimCamera extends EventEmitter {
 
   get stalled(): boolean {
     return this.fanout.isFrozen;
+  }
+
+  /** The picture size and video codec the encoder is sending now. */
+  get streamSettings(): { width: number; height: number; videoCodec: SimVideoCodec } {
+    const o = this.encoderOptions;
+    return { width: o.width, height: o.height, videoCodec: o.videoCodec ?? 'h264' };
+  }
+
+  /**
+   * The owner changes the stream settings: the encoder restarts with another
+   * picture size or video codec. Over MPEG-TS the viewers stay connected and
+   * the new stream follows the old one in-band (PAT and PMT again, a
+   * keyframe with new parameter sets, timestamps starting over), the hard
+   * case for a recorder that copies the stream into MP4. With
+   * disconnectViewers, or over Matroska, whose header may only open a stream,
+   * viewers are disconnected instead, as cameras that restart their pipeline
+   * do. Resolves at the new stream's first keyframe.
+   */
+  async reconfigure(change: SimStreamChange, opts: { disconnectViewers?: boolean } = {}): Promise<void> {
+    if (this.stopping) throw new Error('the sim camera is stopped');
+    const next: CameraArgsOptions = { ...this.encoderOptions };
+    if (change.width !== undefined) next.width = checkDimension('width', change.width);
+    if (change.height !== undefined) next.height = checkDimension('height', change.height);
+    if (change.videoCodec !== undefined) next.videoCodec = change.videoCodec;
+    buildCameraArgs(next);
+    this.encoderOptions = next;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = undefined;
+    const old = this.encoder;
+    // from here the old encoder's end handler and output are ignored
+    this.encoder = undefined;
+    if (old && old.exitCode === null && old.signalCode === null) {
+      const exited = new Promise<void>((resolve) => old.once('exit', () => resolve()));
+      old.kill('SIGKILL');
+      await exited;
+    }
+    if (opts.disconnectViewers || this.fanout instanceof MkvFanout) this.fanout.reset();
+    this.log.info({ ...this.streamSettings, inBand: !(opts.disconnectViewers || this.fanout instanceof MkvFanout) }, 'sim camera stream reconfigured');
+    await this.startEncoder(this.startTimeoutMs);
   }
 
   triggerMotion(at: Date = new Date(this.clock.now())): MotionEvent {
@@ -330,12 +379,14 @@ export class SimCamera extends EventEmitter {
   private spawnEncoder(first?: { onKeyframe: () => void; onFirstExit: (why: string) => void }): void {
     this.restartTimer = undefined;
     if (this.stopping) return;
-    const child = spawn(this.ffmpegPath, this.encoderArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(this.ffmpegPath, buildCameraArgs(this.encoderOptions), { stdio: ['ignore', 'pipe', 'pipe'] });
     killOnExit(child);
     this.encoder = child;
     const startedAt = this.clock.now();
     let keyframes = 0;
     child.stdout?.on('data', (chunk: Buffer) => {
+      // what a replaced encoder still had in the pipe is dropped, as a camera drops it
+      if (this.encoder !== child) return;
       let k: number;
       try {
         k = this.fanout.push(chunk);
@@ -353,6 +404,8 @@ export class SimCamera extends EventEmitter {
     const onEnd = (why: string): void => {
       if (ended) return;
       ended = true;
+      // replaced by reconfigure(): the new encoder is already on its way
+      if (this.encoder !== child) return;
       if (this.stopping) return;
       first?.onFirstExit(why);
       // viewers must reconnect: the new encoder's timestamps start over
@@ -366,6 +419,11 @@ export class SimCamera extends EventEmitter {
     child.once('error', (err) => onEnd(`could not start: ${err.message}`));
     child.once('exit', (code, signal) => onEnd(`exited (code ${code}, signal ${signal})`));
   }
+}
+
+function checkDimension(name: string, v: number): number {
+  if (!Number.isInteger(v) || v <= 0 || v > 8192) throw new Error(`invalid ${name}: ${v}`);
+  return v;
 }
 
 function listen(server: Server, host: string, port: number): Promise<number> {

@@ -70,6 +70,44 @@ export interface DeviceCredentials {
 
 export type ClipCounts = Record<ClipState, number>;
 
+/** A journaled clip whose file the device still holds, as the ring buffer sees it. */
+export interface ClipOnDisk {
+  id: string;
+  path: string;
+  sizeBytes: number;
+  startMs: number;
+  kind: ClipKind;
+  state: ClipState;
+}
+
+/** What markEvicted recorded. */
+export interface EvictionRecord {
+  evictedClips: number;
+  evictedBytes: number;
+  /** evicted before the cloud had them: footage lost */
+  lostClips: number;
+  lostBytes: number;
+  lostEventClips: number;
+  lostIds: string[];
+}
+
+export interface StatEntry {
+  n: number;
+  info: unknown;
+}
+
+export interface QueueSummary {
+  /** queued or uploading, by kind */
+  waiting: { event: number; continuous: number };
+  uploading: number;
+  /** refused for good, file still on the device */
+  failed: number;
+  waitingBytes: number;
+  failedBytes: number;
+  oldestWaiting: { clipId: string; startMs: number } | null;
+  lastUpload: { clipId: string; at: number } | null;
+}
+
 interface DbClip {
   id: string;
   channel: string;
@@ -149,9 +187,30 @@ const MIGRATIONS: string[] = [
   ALTER TABLE clips ADD COLUMN part_bytes INTEGER;
   ALTER TABLE clips ADD COLUMN part_md5s TEXT;
   `,
+  // 3 (issue 4): the ring buffer and `agent status`.
+  // evicted_at: when the ring buffer deleted the clip's file. The row stays:
+  // an uploaded clip is still in the cloud (state stays 'uploaded'), an
+  // unuploaded one becomes 'lost'. A column, not a state: where the footage is
+  // in the cloud and whether the device still holds the file are two facts,
+  // and SQLite cannot widen the state CHECK without rebuilding the table.
+  // clips_on_disk covers SUM(size) of the files still held, read after every
+  // segment. agent_stats: durable counters and last events for `agent status`,
+  // updated in the same transaction as the change they count.
+  `
+  ALTER TABLE clips ADD COLUMN evicted_at INTEGER;
+  CREATE INDEX clips_on_disk ON clips (size) WHERE evicted_at IS NULL;
+  CREATE TABLE agent_stats (
+    key  TEXT PRIMARY KEY,
+    n    INTEGER NOT NULL DEFAULT 0,
+    info TEXT
+  ) STRICT;
+  `,
 ];
 
 export const JOURNAL_FILE = 'agent.db';
+
+/** The schema version a journal has once this agent has opened it. */
+export const JOURNAL_SCHEMA_VERSION = MIGRATIONS.length;
 
 export interface JournalOpenOptions {
   clock?: Clock;
@@ -237,21 +296,33 @@ export class Journal {
   }
 
   /**
-   * The next queued clips to upload: events first, then oldest first, leaving
-   * out clips waiting out a retry delay and ids already being handled.
+   * The next queued clips to upload, in the order of uploader/upload-order.ts
+   * (events newest first, then continuous footage oldest first), leaving out
+   * clips waiting out a retry delay and ids already being handled. Two
+   * queries, one per kind, so each walks the (state, kind, start_ms) index in
+   * its own direction instead of sorting the whole backlog on every turn.
    */
   nextToUpload(limit: number, exclude: readonly string[] = []): ClipRow[] {
     if (limit <= 0) return [];
     const now = this.clock.now();
-    const rows = this.stmt(
-        `SELECT * FROM clips
-         WHERE state = 'queued' AND (not_before_ms IS NULL OR not_before_ms <= ?)
-         ORDER BY CASE kind WHEN 'event' THEN 0 ELSE 1 END, start_ms, id
-         LIMIT ?`,
-      )
-      .all(now, limit + exclude.length) as DbClip[];
+    const n = limit + exclude.length;
+    const events = this.stmt(
+      `SELECT * FROM clips
+       WHERE state = 'queued' AND kind = 'event' AND (not_before_ms IS NULL OR not_before_ms <= ?)
+       ORDER BY start_ms DESC, id DESC
+       LIMIT ?`,
+    ).all(now, n) as DbClip[];
+    const continuous =
+      events.length >= n
+        ? []
+        : (this.stmt(
+            `SELECT * FROM clips
+             WHERE state = 'queued' AND kind = 'continuous' AND (not_before_ms IS NULL OR not_before_ms <= ?)
+             ORDER BY start_ms, id
+             LIMIT ?`,
+          ).all(now, n) as DbClip[]);
     const skip = new Set(exclude);
-    return rows.filter((r) => !skip.has(r.id)).slice(0, limit).map(toRow);
+    return [...events, ...continuous].filter((r) => !skip.has(r.id)).slice(0, limit).map(toRow);
   }
 
   /** When the earliest clip waiting out a retry delay becomes due, if any. */
@@ -313,6 +384,199 @@ export class Journal {
 
   clearCredentials(): void {
     this.stmt(`DELETE FROM device_state WHERE key = 'credentials'`).run();
+  }
+
+  // ---- ring buffer and status (issue 4) -------------------------------------
+
+  /** The schema version: `agent status` reads journals of older agents read-only, unmigrated. */
+  get schemaVersion(): number {
+    return this.db.pragma('user_version', { simple: true }) as number;
+  }
+
+  /**
+   * Copies the WAL into the database and truncates it to nothing, giving its
+   * disk space back: on a full disk the WAL (up to 1000 pages between
+   * automatic checkpoints) is often the space a write is missing. Returns
+   * false when readers kept it from finishing.
+   */
+  checkpoint(): boolean {
+    const [r] = this.db.pragma('wal_checkpoint(TRUNCATE)') as { busy: number }[];
+    return r?.busy === 0;
+  }
+
+  /** Every clip, oldest first (tests, diagnostics: not for the agent's loops, the journal grows). */
+  listClips(): ClipRow[] {
+    return (this.stmt(`SELECT * FROM clips ORDER BY start_ms, id`).all() as DbClip[]).map(toRow);
+  }
+
+  /** Bytes of the clip files the device still holds (journaled clips not evicted). */
+  onDiskBytes(): number {
+    const r = this.stmt(`SELECT COALESCE(SUM(size), 0) AS n FROM clips WHERE evicted_at IS NULL`).get() as { n: number };
+    return r.n;
+  }
+
+  /**
+   * Clips whose files the device still holds, in the ring buffer's eviction
+   * order (storage/ring-buffer.ts, evictionOrder: the SQL mirrors its tiers,
+   * and a unit test holds the two together), read lazily until their sizes add
+   * up to `neededBytes`, or all of them when they do not. planEviction makes
+   * the same plan from this prefix as from every clip, and the common case
+   * reads one or two rows instead of the whole buffer.
+   */
+  evictionCandidates(neededBytes: number): ClipOnDisk[] {
+    const out: ClipOnDisk[] = [];
+    let sum = 0;
+    const rows = this.stmt(
+      `SELECT id, path, size, start_ms, kind, state FROM clips
+       WHERE evicted_at IS NULL
+       ORDER BY CASE
+         WHEN state = 'lost' THEN 0
+         WHEN state = 'uploaded' THEN 1
+         WHEN state IN ('queued', 'failed') AND kind = 'continuous' THEN 2
+         WHEN state IN ('queued', 'failed') THEN 3
+         WHEN kind = 'continuous' THEN 4
+         ELSE 5
+       END, start_ms, id`,
+    ).iterate() as IterableIterator<{ id: string; path: string; size: number; start_ms: number; kind: ClipKind; state: ClipState }>;
+    for (const r of rows) {
+      out.push({ id: r.id, path: r.path, sizeBytes: r.size, startMs: r.start_ms, kind: r.kind, state: r.state });
+      sum += r.size;
+      // leaving the loop ends the statement (the iterator's return())
+      if (sum >= neededBytes) break;
+    }
+    return out;
+  }
+
+  /**
+   * Records, in one transaction, that the ring buffer deletes these clips'
+   * files: evicted_at for all, 'lost' (code EVICTED) for those the cloud does
+   * not have, and the counters. Durable before the files go: a power cut in
+   * between leaves files whose rows say evicted, which the next sweep deletes.
+   * Whether a clip is lost is decided here from its state now, not from the
+   * plan, so a clip uploaded meanwhile is not counted as lost.
+   */
+  markEvicted(ids: readonly string[]): EvictionRecord {
+    const get = this.stmt(`SELECT state, size, kind, evicted_at FROM clips WHERE id = ?`);
+    const lose = this.stmt(
+      `UPDATE clips SET state = 'lost', last_error_code = 'EVICTED', not_before_ms = NULL, evicted_at = @now
+       WHERE id = @id AND evicted_at IS NULL`,
+    );
+    const keep = this.stmt(`UPDATE clips SET evicted_at = @now WHERE id = @id AND evicted_at IS NULL`);
+    return this.db.transaction(() => {
+      const now = this.clock.now();
+      const rec: EvictionRecord = { evictedClips: 0, evictedBytes: 0, lostClips: 0, lostBytes: 0, lostEventClips: 0, lostIds: [] };
+      for (const id of ids) {
+        const r = get.get(id) as { state: ClipState; size: number; kind: ClipKind; evicted_at: number | null } | undefined;
+        if (!r || r.evicted_at !== null) continue;
+        const losing = r.state === 'queued' || r.state === 'uploading' || r.state === 'failed';
+        (losing ? lose : keep).run({ id, now });
+        rec.evictedClips += 1;
+        rec.evictedBytes += r.size;
+        if (losing) {
+          rec.lostClips += 1;
+          rec.lostBytes += r.size;
+          if (r.kind === 'event') rec.lostEventClips += 1;
+          rec.lostIds.push(id);
+        }
+      }
+      this.bumpStats({ evicted_clips: rec.evictedClips, evicted_bytes: rec.evictedBytes, lost_clips: rec.lostClips, lost_bytes: rec.lostBytes });
+      return rec;
+    })();
+  }
+
+  /** When the ring buffer deleted the file at `path`, if it did (start-up sweep of files a power cut left behind). */
+  evictedAtByPath(path: string): number | null | undefined {
+    const r = this.stmt(`SELECT evicted_at FROM clips WHERE path = ?`).get(path) as { evicted_at: number | null } | undefined;
+    return r ? r.evicted_at : undefined;
+  }
+
+  /**
+   * markLost, and the footage counted as lost in the same transaction (the
+   * file is gone before upload: deleted by hand, or lost by the card).
+   */
+  markClipLost(id: string, code: string): void {
+    this.db.transaction(() => {
+      const r = this.stmt(`SELECT size, state FROM clips WHERE id = ?`).get(id) as { size: number; state: ClipState } | undefined;
+      this.markLost(id, code);
+      if (r && r.state !== 'lost') this.bumpStats({ lost_clips: 1, lost_bytes: r.size });
+    })();
+  }
+
+  /** Adds to durable counters (agent_stats), in one statement each, inside the caller's transaction if any. */
+  addStats(deltas: Record<string, number>): void {
+    this.db.transaction(() => this.bumpStats(deltas))();
+  }
+
+  /** Sets a stat's JSON detail (the last error, say). */
+  setStatInfo(key: string, info: unknown): void {
+    this.stmt(`INSERT INTO agent_stats (key, n, info) VALUES (?, 0, ?) ON CONFLICT (key) DO UPDATE SET info = excluded.info`)
+      .run(key, JSON.stringify(info));
+  }
+
+  /** Every stat; empty for a journal from before agent_stats. */
+  stats(): Record<string, StatEntry> {
+    if (this.schemaVersion < 3) return {};
+    const out: Record<string, StatEntry> = {};
+    for (const r of this.stmt(`SELECT key, n, info FROM agent_stats`).all() as { key: string; n: number; info: string | null }[]) {
+      out[r.key] = { n: r.n, info: r.info === null ? null : (JSON.parse(r.info) as unknown) };
+    }
+    return out;
+  }
+
+  /** The queue as `agent status` shows it: what waits, what it weighs, the last upload. */
+  queueSummary(): QueueSummary {
+    const byState = this.stmt(
+      `SELECT state, kind, COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes, MIN(start_ms) AS oldest FROM clips
+       WHERE state IN ('queued', 'uploading', 'failed') ${this.schemaVersion >= 3 ? 'AND evicted_at IS NULL' : ''}
+       GROUP BY state, kind`,
+    ).all() as { state: ClipState; kind: ClipKind; n: number; bytes: number; oldest: number }[];
+    const s: QueueSummary = {
+      waiting: { event: 0, continuous: 0 },
+      uploading: 0,
+      failed: 0,
+      waitingBytes: 0,
+      failedBytes: 0,
+      oldestWaiting: null,
+      lastUpload: null,
+    };
+    for (const r of byState) {
+      if (r.state === 'failed') {
+        s.failed += r.n;
+        s.failedBytes += r.bytes;
+        continue;
+      }
+      if (r.state === 'uploading') s.uploading += r.n;
+      s.waiting[r.kind] += r.n;
+      s.waitingBytes += r.bytes;
+    }
+    const oldest = this.oldestUnuploaded();
+    if (oldest) s.oldestWaiting = { clipId: oldest.id, startMs: oldest.startMs };
+    const last = this.stmt(`SELECT id, uploaded_at FROM clips WHERE state = 'uploaded' ORDER BY uploaded_at DESC, id DESC LIMIT 1`)
+      .get() as { id: string; uploaded_at: number } | undefined;
+    if (last) s.lastUpload = { clipId: last.id, at: last.uploaded_at };
+    return s;
+  }
+
+  private bumpStats(deltas: Record<string, number>): void {
+    const add = this.stmt(`INSERT INTO agent_stats (key, n) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET n = n + excluded.n`);
+    for (const [key, d] of Object.entries(deltas)) if (d !== 0) add.run(key, d);
+  }
+
+  // ---- start-up reconciliation (issue 4, recorder side) ----------------------
+
+  /**
+   * Clips the cloud does not have whose file the device must still hold
+   * (queued, uploading, failed): start-up looks for each file, and marks the
+   * ones that are gone lost. Lazy, for a backlog of days; the caller must not
+   * write to the journal until it has finished iterating.
+   */
+  *clipsExpectingFile(): Generator<{ id: string; path: string; state: ClipState }> {
+    const rows = this.stmt(`SELECT id, path, state FROM clips WHERE state IN ('queued', 'uploading', 'failed')`).iterate() as IterableIterator<{
+      id: string;
+      path: string;
+      state: ClipState;
+    }>;
+    for (const r of rows) yield { id: r.id, path: r.path, state: r.state };
   }
 
   close(): void {

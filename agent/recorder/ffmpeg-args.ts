@@ -1,7 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 
-/** What the recorder does with a camera's audio. Video is always copied. */
+/**
+ * What the configuration asks of a camera's audio (config `audio`). Video is
+ * always copied. AAC is copied in both 'copy' and 'aac'; any other audio
+ * (G.711 above all, which MP4 cannot carry) is transcoded to AAC in both, and
+ * 'drop' records no audio at all (see stream-plan.ts).
+ */
 export type AudioMode = 'copy' | 'aac' | 'drop';
 
 /** The camera's video codec, as a probe of the input found it. */
@@ -24,8 +29,9 @@ export interface RecorderArgsOptions {
   /** unique per ffmpeg launch, see newRunId */
   runId: string;
   /**
-   * copy (the default) suits AAC; G.711 (pcm_alaw, pcm_mulaw), which MP4 and
-   * browsers do not take, needs 'aac' (cheap to transcode) or 'drop'.
+   * What ffmpeg does with the audio, as stream-plan.ts decided it from the
+   * input's codecs: 'copy' (the default) for AAC; 'aac' transcodes (G.711,
+   * which MP4 and browsers do not take, is cheap to transcode); 'drop'.
    */
   audio?: AudioMode;
   /**
@@ -40,7 +46,42 @@ export interface RecorderArgsOptions {
    * socket open) would hang the recorder forever.
    */
   inputTimeoutUs?: number;
+  /** how much of the input ffmpeg reads to learn its streams before it writes; default FAST_PROBE */
+  probe?: InputProbe;
 }
+
+/**
+ * avformat reads the start of the input to learn its streams before the
+ * first segment is written: analyzeduration (µs of stream time) and probesize
+ * (bytes) cap that read, whichever comes first.
+ */
+export interface InputProbe {
+  analyzeDurationUs: number;
+  probeSizeBytes: number;
+}
+
+/**
+ * With avformat's defaults (5 s, 5 MB) the bundled ffmpeg took 5.4–6.4 s from
+ * launch to the first byte written on the simulator's MPEG-TS. With 1 s it
+ * takes 1.4–2.5 s (6 launches), and the sim's AAC in MPEG-TS and G.711 in
+ * Matroska keep their audio track (test/integration/recorder-probe.test.ts).
+ * 0.5 s and 0.7 s were a little faster (1.3–2.1 s) but left the first AAC
+ * packets without timestamps in 4 and 2 launches of 6 ("Timestamps are unset
+ * in a packet for stream 1"); 1 s never did. Matroska takes ~1 s whatever
+ * the value, and over RTSP the SDP already names every stream's parameters.
+ * Nothing is lost to the probe: the packets it reads are written once it
+ * ends. The 2 MB probesize covers 1 s of stream up to 16 Mb/s, and bounds the
+ * wait when a camera's timestamps are so broken that analyzeduration never
+ * ends the read (5 MB would be 20 s at 2 Mb/s).
+ */
+export const FAST_PROBE: InputProbe = { analyzeDurationUs: 1_000_000, probeSizeBytes: 2_000_000 };
+
+/**
+ * avformat's own defaults: for an input on which the fast probe missed a
+ * stream's parameters (ffmpeg says "Could not find codec parameters"), so
+ * the recorder launches again with these.
+ */
+export const THOROUGH_PROBE: InputProbe = { analyzeDurationUs: 5_000_000, probeSizeBytes: 5_000_000 };
 
 /**
  * The mp4 options each segment is written with. flush_packets=1 must sit
@@ -69,7 +110,8 @@ export function buildRecorderArgs(opts: RecorderArgsOptions): string[] {
   if (!/^[A-Za-z0-9_-]+$/.test(runId)) throw new RangeError('runId must be plain characters');
   const audio = opts.audio ?? 'copy';
 
-  const inputSide: string[] = [];
+  const probe = opts.probe ?? FAST_PROBE;
+  const inputSide: string[] = ['-analyzeduration', String(probe.analyzeDurationUs), '-probesize', String(probe.probeSizeBytes)];
   // rw_timeout is a generic AVIO option: it applies to tcp:// (and http) inputs.
   // rtsp has its own socket timeout option whose name changed between ffmpeg
   // versions, so it is left out until it can be tested on both builds.
@@ -77,6 +119,12 @@ export function buildRecorderArgs(opts: RecorderArgsOptions): string[] {
     inputSide.push('-rw_timeout', String(opts.inputTimeoutUs ?? DEFAULT_INPUT_TIMEOUT_US));
   }
 
+  // Video and audio only: MP4 takes no data streams (an ONVIF metadata track,
+  // KLV in MPEG-TS), and with -map 0 one of those fails every launch. The '?'
+  // makes each optional: a camera without audio records video alone, and one
+  // without video records segments the recorder reports as an error.
+  const map = ['-map', '0:v?'];
+  if (audio !== 'drop') map.push('-map', '0:a?');
   const codec: string[] = ['-c', 'copy'];
   if (opts.videoCodec === 'h265') codec.push('-tag:v', 'hvc1');
   // the input's sample rate and channels are kept: AAC takes G.711's 8 kHz mono as it is
@@ -89,13 +137,15 @@ export function buildRecorderArgs(opts: RecorderArgsOptions): string[] {
   return [
     '-nostdin',
     '-hide_banner',
+    // info, each line tagged with its level: the recorder reads the input's
+    // streams and each segment opened from it, and logs only warnings and errors
     '-loglevel',
-    'warning',
+    'level+info',
+    '-nostats',
     ...inputSide,
     '-i',
     input,
-    '-map',
-    '0',
+    ...map,
     ...codec,
     '-f',
     'segment',

@@ -76,6 +76,7 @@ function need(buf: Buffer, box: BoxHeader, bytes: number): number {
 /** Defaults from a `trex` box, used by `moof`s that leave a field out. */
 export interface TrackDefaults {
   sampleSize: number;
+  sampleDuration: number;
 }
 
 export interface Mp4Track {
@@ -86,6 +87,18 @@ export interface Mp4Track {
   codec: string;
   /** bytes of each NAL unit's length prefix (from avcC/hvcC), for H.264/H.265 */
   nalLengthSize?: number;
+  /**
+   * The sequence parameter sets of the sample entry (avcC/hvcC), whole NAL
+   * units: an in-band SPS that differs from all of them means the stream
+   * changed (picture size, profile) after the segment's moov was written.
+   * Undefined when the config box could not be read.
+   */
+  sps?: Buffer[];
+  /** units per second of the track's sample durations (mdhd) */
+  timescale?: number;
+  /** the picture size the sample entry declares, for video */
+  width?: number;
+  height?: number;
   defaults?: TrackDefaults;
 }
 
@@ -107,7 +120,7 @@ export function parseMoov(buf: Buffer): Mp4Track[] {
   if (mvex) {
     for (const trex of childBoxes(buf, mvex).filter((b) => b.type === 'trex')) {
       const at = need(buf, trex, 24);
-      defaults.set(buf.readUInt32BE(at + 4), { sampleSize: buf.readUInt32BE(at + 16) });
+      defaults.set(buf.readUInt32BE(at + 4), { sampleDuration: buf.readUInt32BE(at + 12), sampleSize: buf.readUInt32BE(at + 16) });
     }
   }
   const tracks: Mp4Track[] = [];
@@ -128,15 +141,85 @@ export function parseMoov(buf: Buffer): Mp4Track[] {
     const entry = childBoxes(buf, stsd, 8)[0];
     if (!entry) throw new Mp4FormatError('stsd without a sample entry');
     const track: Mp4Track = { id, handler, codec: entry.type, defaults: defaults.get(id) };
+    const mdhd = child(buf, mdia, 'mdhd');
+    if (mdhd) {
+      // version 1 has 64-bit creation and modification times before the timescale
+      const v = buf[need(buf, mdhd, 4)] ?? 0;
+      const at = need(buf, mdhd, v === 1 ? 24 : 16) + (v === 1 ? 20 : 12);
+      track.timescale = buf.readUInt32BE(at) || undefined;
+    }
+    if (handler === 'vide' && entry.end - entry.start >= entry.headerSize + 28) {
+      // VisualSampleEntry: width and height follow 24 bytes of other fields
+      const width = buf.readUInt16BE(entry.start + entry.headerSize + 24);
+      const height = buf.readUInt16BE(entry.start + entry.headerSize + 26);
+      if (width > 0 && height > 0) Object.assign(track, { width, height });
+    }
     if (NAL_CODECS.has(entry.type)) {
       const config = child(buf, entry, isHevc(entry.type) ? 'hvcC' : 'avcC', VISUAL_SAMPLE_ENTRY_FIELDS);
       // lengthSizeMinusOne: the low 2 bits of avcC byte 4, of hvcC byte 21
       const at = config && need(buf, config, isHevc(entry.type) ? 22 : 5) + (isHevc(entry.type) ? 21 : 4);
       track.nalLengthSize = at === undefined ? 4 : ((buf[at] ?? 3) & 3) + 1;
+      const sps = config && readConfigSps(buf, config, isHevc(entry.type));
+      if (sps && sps.length > 0) track.sps = sps;
     }
     tracks.push(track);
   }
   return tracks;
+}
+
+/**
+ * The SPS NAL units of an avcC (ISO/IEC 14496-15 5.3.3.1) or hvcC (8.3.3.1)
+ * box, or undefined when the box does not add up.
+ */
+function readConfigSps(buf: Buffer, config: BoxHeader, hevc: boolean): Buffer[] | undefined {
+  const end = config.end;
+  let p = config.start + config.headerSize;
+  const out: Buffer[] = [];
+  const unit = (): Buffer | undefined => {
+    if (p + 2 > end) return undefined;
+    const len = buf.readUInt16BE(p);
+    if (p + 2 + len > end) return undefined;
+    const nal = buf.subarray(p + 2, p + 2 + len);
+    p += 2 + len;
+    return nal;
+  };
+  if (hevc) {
+    p += 22;
+    if (p + 1 > end) return undefined;
+    const arrays = buf[p] ?? 0;
+    p += 1;
+    for (let i = 0; i < arrays; i += 1) {
+      if (p + 3 > end) return undefined;
+      const type = (buf[p] ?? 0) & 0x3f;
+      const count = buf.readUInt16BE(p + 1);
+      p += 3;
+      for (let j = 0; j < count; j += 1) {
+        const nal = unit();
+        if (!nal) return undefined;
+        if (type === HEVC_SPS) out.push(Buffer.from(nal));
+      }
+    }
+    return out;
+  }
+  p += 5;
+  if (p + 1 > end) return undefined;
+  const count = (buf[p] ?? 0) & 0x1f;
+  p += 1;
+  for (let i = 0; i < count; i += 1) {
+    const nal = unit();
+    if (!nal) return undefined;
+    out.push(Buffer.from(nal));
+  }
+  return out;
+}
+
+/** NAL unit types of a sequence parameter set (H.264 7.4.1, H.265 7.4.2.2). */
+export const H264_SPS = 7;
+export const HEVC_SPS = 33;
+
+/** The NAL unit type from the first header byte (or two, for H.265). */
+export function nalUnitType(firstByte: number, hevc: boolean): number {
+  return hevc ? (firstByte >> 1) & 0x3f : firstByte & 0x1f;
 }
 
 /** A run of contiguous samples of one track, located in the file. */
@@ -145,6 +228,8 @@ export interface SampleRun {
   /** file offset of the first sample */
   start: number;
   sizes: number[];
+  /** the run's samples' durations added up, in the track's timescale */
+  duration: number;
 }
 
 /** No fragment of ours comes near this; a bigger count is a garbled trun. */
@@ -179,7 +264,12 @@ export function parseMoof(buf: Buffer, moofStart: number, tracks: ReadonlyMap<nu
       base = flags & 0x20000 || firstTraf ? moofStart : previousTrafEnd;
     }
     if (flags & 0x2) at += 4;
-    if (flags & 0x8) at += 4;
+    let defaultDuration = track.defaults?.sampleDuration;
+    if (flags & 0x8) {
+      if (at + 4 > tfhd.end) throw new Mp4FormatError('tfhd too short');
+      defaultDuration = buf.readUInt32BE(at);
+      at += 4;
+    }
     let defaultSize = track.defaults?.sampleSize;
     if (flags & 0x10) {
       if (at + 4 > tfhd.end) throw new Mp4FormatError('tfhd too short');
@@ -203,14 +293,17 @@ export function parseMoof(buf: Buffer, moofStart: number, tracks: ReadonlyMap<nu
       const sizeAt = tflags & 0x100 ? 4 : 0;
       const sizes: number[] = [];
       let total = 0;
+      let duration = 0;
       for (let i = 0; i < count; i += 1) {
         let size: number | undefined = defaultSize;
         if (tflags & 0x200) size = buf.readUInt32BE(p + i * perSample + sizeAt);
         if (size === undefined) throw new Mp4FormatError('sample size given nowhere');
         sizes.push(size);
         total += size;
+        // a duration given nowhere counts as 0: only durations, never offsets, depend on it
+        duration += tflags & 0x100 ? buf.readUInt32BE(p + i * perSample) : (defaultDuration ?? 0);
       }
-      runs.push({ trackId, start, sizes });
+      runs.push({ trackId, start, sizes, duration });
       cursor = start + total;
     }
     previousTrafEnd = cursor;

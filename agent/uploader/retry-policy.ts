@@ -25,6 +25,12 @@ export interface RetryPolicy {
   parkMs: number;
   /** a clip re-presigns at once after URL_EXPIRED at most this many times per try */
   maxRepresigns: number;
+  /**
+   * After the store refused a body as not the one signed (MD5 or size
+   * mismatch) and the file still hashes as journaled, the clip is sent again
+   * at most this many times before it is marked failed.
+   */
+  maxIntegrityRetries: number;
 }
 
 export const DEFAULT_RETRY_POLICY: RetryPolicy = {
@@ -38,6 +44,7 @@ export const DEFAULT_RETRY_POLICY: RetryPolicy = {
   maxRetryAfterMs: 3_600_000,
   parkMs: 5 * 60_000,
   maxRepresigns: 3,
+  maxIntegrityRetries: 2,
 };
 
 /**
@@ -70,6 +77,12 @@ export type FailureAction =
   | 'fail'
   /** the clip's file is gone */
   | 'lost'
+  /**
+   * the store refused the bytes as not the ones signed: hash the file again;
+   * if it changed since it was journaled the clip is corrupt (failed), else
+   * send it again within maxIntegrityRetries
+   */
+  | 'verify'
   /** the agent is stopping */
   | 'abort';
 
@@ -84,6 +97,20 @@ export const PARK_CODES: ReadonlySet<string> = new Set([
   'SHUTTING_DOWN',
 ]);
 
+/**
+ * The store's answers to a body that is not the one signed into the URL: the
+ * local driver's codes, S3's (BadDigest: Content-MD5 differs; IncompleteBody:
+ * shorter than Content-Length), and the cloud's check at complete.
+ */
+export const INTEGRITY_CODES: ReadonlySet<string> = new Set([
+  'CONTENT_MD5_MISMATCH',
+  'CONTENT_LENGTH_MISMATCH',
+  'BadDigest',
+  'InvalidDigest',
+  'IncompleteBody',
+  'UPLOAD_MISMATCH',
+]);
+
 export function classifyFailure(policy: RetryPolicy, failure: { status: number; code: string }): FailureAction {
   const { status, code } = failure;
   if (code === 'ABORTED') return 'abort';
@@ -96,8 +123,9 @@ export function classifyFailure(policy: RetryPolicy, failure: { status: number; 
   // SHUTTING_DOWN is a 503 from one node: another node (or the same one, soon) takes the retry
   if (code === 'SHUTTING_DOWN') return 'retry';
   if (PARK_CODES.has(code)) return 'park';
-  // the PUT did not land (or landed wrong): the whole presign, PUT, complete again
-  if (code === 'UPLOAD_OBJECT_MISSING' || code === 'UPLOAD_MISMATCH') return 'retry';
+  if (INTEGRITY_CODES.has(code)) return 'verify';
+  // the PUT did not land: the whole presign, PUT, complete again
+  if (code === 'UPLOAD_OBJECT_MISSING') return 'retry';
   if (status === 0) return 'retry';
   if (policy.retryableStatuses.includes(status)) return 'retry';
   return 'fail';
@@ -106,7 +134,7 @@ export function classifyFailure(policy: RetryPolicy, failure: { status: number; 
 /** Codes for which an exhausted clip is given up rather than queued again. */
 export function exhaustedGivesUp(code: string): boolean {
   // a body that keeps arriving wrong will not arrive right next hour either
-  return code === 'UPLOAD_MISMATCH';
+  return INTEGRITY_CODES.has(code);
 }
 
 /** Failures that say the network, not this clip, is the problem. */

@@ -9,6 +9,7 @@ import type { ClipParts, ClipRow, Journal } from '../journal/journal.js';
 import { PutSlots, checkPartLayout, hashClip, uploadParts, wantsParts, type PartPutApi } from './multipart.js';
 import {
   DEFAULT_RETRY_POLICY,
+  INTEGRITY_CODES,
   classifyFailure,
   exhaustedGivesUp,
   isNetworkFailure,
@@ -44,7 +45,25 @@ export interface UploadFailed {
   status: number;
   /** what happens next: retried after a delay, queue parked, given up, or file lost */
   next: 'retry' | 'queued' | 'parked' | 'failed' | 'lost';
+  /** the store refused the bytes and the file no longer hashes as journaled: it changed on disk */
+  corrupt?: boolean;
 }
+
+/** The last upload error, as `agent status` shows it (agent_stats 'last_error'). */
+export interface LastUploadError {
+  code: string;
+  status: number;
+  clipId: string | null;
+  at: number;
+  message: string;
+}
+
+/**
+ * The last error is written to the journal when its code changes and
+ * otherwise at most this often (and on stop): an outage fails an attempt
+ * every few seconds, and the SD card should not take a write for each.
+ */
+export const LAST_ERROR_FLUSH_MS = 60_000;
 
 export interface UploaderOptions {
   journal: Journal;
@@ -61,6 +80,39 @@ export interface UploaderOptions {
   idlePollMs?: number;
   /** part size for clips journaled without part MD5s (hashed again when the cloud may want parts) */
   multipartPartBytes?: number;
+}
+
+/**
+ * One upload task's aborts: `http` cuts its requests (stop's grace ran out,
+ * or the ring buffer withdrew the clip), `wait` ends its retry wait (stop
+ * began, or withdrawn). Plain listeners on the uploader's long-lived signals,
+ * removed by release(), rather than AbortSignal.any: the agent runs for
+ * months, and some Node versions keep every signal AbortSignal.any ever made
+ * from a long-lived one (nodejs/node#55351).
+ */
+interface ClipAborts {
+  http: AbortController;
+  wait: AbortController;
+  release(): void;
+}
+
+function clipAborts(aborting: AbortSignal, stopping: AbortSignal): ClipAborts {
+  const http = new AbortController();
+  const wait = new AbortController();
+  const cut = (): void => http.abort();
+  const end = (): void => wait.abort();
+  if (aborting.aborted) cut();
+  else aborting.addEventListener('abort', cut, { once: true });
+  if (stopping.aborted) end();
+  else stopping.addEventListener('abort', end, { once: true });
+  return {
+    http,
+    wait,
+    release: () => {
+      aborting.removeEventListener('abort', cut);
+      stopping.removeEventListener('abort', end);
+    },
+  };
 }
 
 /** A real sleep that ends early (resolving) when the signal aborts. */
@@ -107,6 +159,12 @@ export class Uploader extends EventEmitter {
   /** grace is over: in-flight HTTP is cut */
   private readonly aborting = new AbortController();
   private readonly inflight = new Map<string, Promise<void>>();
+  /** each in-flight clip's own aborts, for withdraw() */
+  private readonly clipAborts = new Map<string, ClipAborts>();
+  /** clips withdrawn by the ring buffer: their tasks end without touching the journal */
+  private readonly withdrawn = new Set<string>();
+  private pendingError: LastUploadError | undefined;
+  private lastErrorWritten: { code: string; at: number } | undefined;
   private wakePending = false;
   private wakeResolve: (() => void) | undefined;
   private parkedUntil = 0;
@@ -150,6 +208,33 @@ export class Uploader extends EventEmitter {
     return this.inflight.size;
   }
 
+  /** Whether this clip is being uploaded right now. */
+  isUploading(clipId: string): boolean {
+    return this.inflight.has(clipId);
+  }
+
+  /**
+   * Takes clips out of the uploader's hands, for the ring buffer that is about
+   * to delete their files: their uploads in flight are aborted before this
+   * returns (synchronously), their tasks end without touching the journal
+   * (the caller records what becomes of the clips), and the promise resolves
+   * once those tasks have ended and closed their files. Clips not in flight
+   * are left alone: the caller takes them out of the queue in the journal.
+   */
+  withdraw(clipIds: Iterable<string>): Promise<void> {
+    const tasks: Promise<void>[] = [];
+    for (const id of clipIds) {
+      const task = this.inflight.get(id);
+      const aborts = this.clipAborts.get(id);
+      if (!task || !aborts) continue;
+      this.withdrawn.add(id);
+      aborts.http.abort();
+      aborts.wait.abort();
+      tasks.push(task);
+    }
+    return Promise.allSettled(tasks).then(() => undefined);
+  }
+
   /**
    * Idempotent. Takes no new clips; in-flight uploads get `graceMs` to finish,
    * then are cut and their clips go back to the queue.
@@ -178,6 +263,7 @@ export class Uploader extends EventEmitter {
         await Promise.allSettled([...this.inflight.values()]);
       }
     }
+    this.flushLastError();
   }
 
   private async loop(): Promise<void> {
@@ -186,6 +272,7 @@ export class Uploader extends EventEmitter {
       let waitMs = this.idlePollMs;
       try {
         const now = this.clock.now();
+        if (this.pendingError && now - (this.lastErrorWritten?.at ?? 0) >= LAST_ERROR_FLUSH_MS) this.flushLastError();
         if (this.parkedUntil > now) {
           waitMs = this.parkedUntil - now;
         } else {
@@ -226,26 +313,39 @@ export class Uploader extends EventEmitter {
 
   private launch(clip: ClipRow): void {
     this.journal.markUploading(clip.id);
-    const task = this.uploadClip(clip)
+    const aborts = clipAborts(this.aborting.signal, this.stopping.signal);
+    this.clipAborts.set(clip.id, aborts);
+    const task = this.uploadClip(clip, aborts)
       .catch((err: unknown) => {
+        if (this.withdrawn.has(clip.id)) return;
         this.log.error({ clipId: clip.id, err }, 'upload task failed unexpectedly');
         this.safely(() => this.journal.markQueued(clip.id, { code: 'INTERNAL', notBeforeMs: this.clock.now() + this.policy.parkMs }));
       })
       .finally(() => {
+        aborts.release();
         this.inflight.delete(clip.id);
+        this.clipAborts.delete(clip.id);
+        this.withdrawn.delete(clip.id);
         this.wake();
       });
     this.inflight.set(clip.id, task);
   }
 
-  private async uploadClip(clip: ClipRow): Promise<void> {
+  private async uploadClip(clip: ClipRow, aborts: ClipAborts): Promise<void> {
     const log = this.log.child({ clipId: clip.id });
+    const signal = aborts.http.signal;
+    const waitSignal = aborts.wait.signal;
     let retries = 0;
     let represigns = 0;
+    // integrity refusals: the file is hashed again once, then sent again at most maxIntegrityRetries times
+    let verified = false;
+    let integrityRetries = 0;
     // parts stored by this clip's attempts so far: a try that stored parts made
     // progress, and the budgets below count tries without progress
     const progress = { parts: 0 };
     for (;;) {
+      // withdrawn: the ring buffer deletes the file and records the clip's fate
+      if (this.withdrawn.has(clip.id)) return;
       if (this.stopping.signal.aborted) {
         this.journal.markQueued(clip.id);
         return;
@@ -254,12 +354,17 @@ export class Uploader extends EventEmitter {
       const partsBefore = progress.parts;
       let failure: CloudError;
       try {
-        await this.attempt(clip, progress);
+        await this.attempt(clip, progress, signal);
+        // A withdraw that came as the last answer arrived: the cloud has the
+        // clip, but the ring buffer has already counted it as lost. Rare
+        // (microseconds wide), and it errs on the side of reporting a loss.
+        if (this.withdrawn.has(clip.id)) return;
         this.onUploaded(clip, startedAt, false);
         return;
       } catch (err) {
         failure = err instanceof CloudError ? err : new CloudError(0, 'NETWORK_ERROR', err instanceof Error ? err.message : String(err));
       }
+      if (this.withdrawn.has(clip.id)) return;
       if (progress.parts > partsBefore) {
         // a long multipart upload outlives its URLs, or meets a flaky link, and still gets there
         retries = 0;
@@ -288,14 +393,53 @@ export class Uploader extends EventEmitter {
           return;
         case 'fail':
           this.journal.markFailed(clip.id, code);
-          log.warn({ code, status }, 'the cloud refused this clip; it stays on the device, marked failed');
-          this.failed(clip, failure, 'failed');
+          if (code === CLIENT_CODES.FILE_CHANGED || code === CLIENT_CODES.FILE_UNREADABLE) {
+            log.error({ code }, 'the clip file changed or cannot be read since it was hashed; the clip is corrupt, stays on the device, marked failed');
+            this.failed(clip, failure, 'failed', { corrupt: code === CLIENT_CODES.FILE_CHANGED });
+          } else {
+            log.warn({ code, status }, 'the cloud refused this clip; it stays on the device, marked failed');
+            this.failed(clip, failure, 'failed');
+          }
           return;
         case 'lost':
-          this.journal.markLost(clip.id, code);
-          log.warn({ code }, 'the clip file is gone');
+          this.journal.markClipLost(clip.id, code);
+          log.warn({ code, size: clip.size }, 'the clip file is gone: footage lost');
           this.failed(clip, failure, 'lost');
           return;
+        case 'verify': {
+          if (!verified) {
+            verified = true;
+            const check = await this.fileCheck(clip);
+            if (this.withdrawn.has(clip.id)) return;
+            if (check === 'missing') {
+              this.journal.markClipLost(clip.id, CLIENT_CODES.FILE_MISSING);
+              log.warn({ code, size: clip.size }, 'the store refused the clip and its file is gone: footage lost');
+              this.failed(clip, failure, 'lost');
+              return;
+            }
+            if (check === 'changed') {
+              this.journal.markFailed(clip.id, code);
+              log.error(
+                { code, status },
+                'the store refused the clip: its file changed on disk after it was hashed, so the clip is corrupt; it stays on the device, marked failed, and is not sent again',
+              );
+              this.failed(clip, failure, 'failed', { corrupt: true });
+              return;
+            }
+          }
+          integrityRetries += 1;
+          if (integrityRetries > this.policy.maxIntegrityRetries) {
+            this.journal.markFailed(clip.id, code);
+            log.error(
+              { code, status, attempts: integrityRetries },
+              'the store keeps refusing the clip as altered although its file still hashes as journaled; given up, the clip stays on the device, marked failed',
+            );
+            this.failed(clip, failure, 'failed');
+            return;
+          }
+          log.warn({ code, status }, 'the store refused the clip as altered in transit; the file is intact, sending it again');
+          break;
+        }
         case 'retry':
           break;
       }
@@ -316,7 +460,7 @@ export class Uploader extends EventEmitter {
       const delay = retryDelayMs(this.policy, retries, failure.retryAfterSec, this.random);
       log.debug({ code, status, retry: retries, delayMs: delay }, 'upload failed; retrying');
       this.failed(clip, failure, 'retry');
-      await this.sleep(delay, this.stopping.signal);
+      await this.sleep(delay, waitSignal);
     }
   }
 
@@ -325,8 +469,7 @@ export class Uploader extends EventEmitter {
    * not yet stored, then complete. The cloud decides which (the device sends
    * part MD5s for any clip that could go in parts).
    */
-  private async attempt(clip: ClipRow, progress: { parts: number }): Promise<void> {
-    const signal = this.aborting.signal;
+  private async attempt(clip: ClipRow, progress: { parts: number }, signal: AbortSignal): Promise<void> {
     const parts = await this.partsOf(clip);
     const req: PresignRequest = {
       clipId: clip.id,
@@ -341,7 +484,7 @@ export class Uploader extends EventEmitter {
     const presigned = await this.api.presign(req, { signal });
     if (presigned.mode === 'multipart') {
       if (!parts) throw new CloudError(200, CLIENT_CODES.BAD_RESPONSE, 'the cloud answered with parts for a clip declared without them');
-      await this.uploadInParts(clip, parts, presigned, progress);
+      await this.uploadInParts(clip, parts, presigned, progress, signal);
       return;
     }
     const release = await this.putSlots.acquire(signal);
@@ -355,8 +498,13 @@ export class Uploader extends EventEmitter {
     await this.api.complete(clip.id, { signal });
   }
 
-  private async uploadInParts(clip: ClipRow, parts: ClipParts, presigned: MultipartPresignResponse, progress: { parts: number }): Promise<void> {
-    const signal = this.aborting.signal;
+  private async uploadInParts(
+    clip: ClipRow,
+    parts: ClipParts,
+    presigned: MultipartPresignResponse,
+    progress: { parts: number },
+    signal: AbortSignal,
+  ): Promise<void> {
     checkPartLayout(presigned, clip.size, parts);
     const etags = new Map<number, string | undefined>();
     for (const p of presigned.parts) if (p.etag !== undefined) etags.set(p.partNumber, p.etag);
@@ -443,9 +591,59 @@ export class Uploader extends EventEmitter {
     }
   }
 
-  private failed(clip: ClipRow, err: CloudError, next: UploadFailed['next']): void {
-    const event: UploadFailed = { clipId: clip.id, code: err.code, status: err.status, next };
+  /**
+   * Hashes the clip's file again, after the store refused its bytes: has it
+   * changed on disk since it was journaled?
+   */
+  private async fileCheck(clip: ClipRow): Promise<'same' | 'changed' | 'missing'> {
+    try {
+      const d = await hashClip(clip.path, clip.parts?.partBytes ?? this.partBytes);
+      const same =
+        d.size === clip.size &&
+        d.md5 === clip.md5 &&
+        d.sha256 === clip.sha256 &&
+        (!clip.parts || JSON.stringify(d.parts?.md5s) === JSON.stringify(clip.parts.md5s));
+      return same ? 'same' : 'changed';
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'missing';
+      // unreadable where it was read before: as good as changed
+      return 'changed';
+    }
+  }
+
+  private failed(clip: ClipRow, err: CloudError, next: UploadFailed['next'], extra: { corrupt?: boolean } = {}): void {
+    const event: UploadFailed = { clipId: clip.id, code: err.code, status: err.status, next, ...extra };
+    this.noteError(event, err.message);
     this.emit('upload-failed', event);
+  }
+
+  /**
+   * Keeps the last error for `agent status`. Written at once when the code
+   * changes or the clip is given up; otherwise at most every
+   * LAST_ERROR_FLUSH_MS (an outage repeats one code for hours).
+   */
+  private noteError(e: UploadFailed, message: string): void {
+    const corrupt = e.corrupt ? ': the file changed on disk after it was hashed (corrupt)' : '';
+    const detail = INTEGRITY_CODES.has(e.code) && !e.corrupt && e.next === 'failed' ? ': refused again and again although the file is intact' : '';
+    this.pendingError = {
+      code: e.code,
+      status: e.status,
+      clipId: e.clipId,
+      at: this.clock.now(),
+      // without URLs: a presigned URL's query is a credential
+      message: `${message.replace(/\bhttps?:\/\/\S+/g, '[url]')}${corrupt}${detail}`.slice(0, 300),
+    };
+    const now = this.clock.now();
+    const urgent = e.next === 'failed' || e.next === 'lost' || e.next === 'parked';
+    if (urgent || this.lastErrorWritten?.code !== e.code || now - this.lastErrorWritten.at >= LAST_ERROR_FLUSH_MS) this.flushLastError();
+  }
+
+  private flushLastError(): void {
+    const e = this.pendingError;
+    if (!e) return;
+    this.pendingError = undefined;
+    this.lastErrorWritten = { code: e.code, at: this.clock.now() };
+    this.safely(() => this.journal.setStatInfo('last_error', e));
   }
 
   private safely(fn: () => void): void {

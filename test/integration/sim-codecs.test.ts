@@ -56,8 +56,9 @@ function listedSegments(dir: string, runId: string): string[] {
 /**
  * Runs the recorder's ffmpeg on the camera until it has closed `count`
  * segments, stops it with SIGINT (which closes one more), and returns them.
- * From MPEG-TS the bundled ffmpeg probes about 6 s of wall time before it
- * writes anything; from Matroska about 1.5 s.
+ * With the recorder's 1 s probe the bundled ffmpeg writes its first bytes
+ * 1.4–2.5 s after launch from MPEG-TS (5.4–6.4 s with avformat's defaults),
+ * and about 1 s after from Matroska.
  */
 async function record(camera: SimCamera, name: string, audio: AudioMode, videoCodec: InputVideoCodec, count: number): Promise<Recording> {
   const dir = join(root, name);

@@ -1,19 +1,33 @@
 import { describe, expect, it } from 'vitest';
-import { AAC_TRANSCODE_BITRATE, buildRecorderArgs, newRunId, SEGMENT_FORMAT_OPTIONS } from '../../../agent/recorder/ffmpeg-args.js';
+import {
+  AAC_TRANSCODE_BITRATE,
+  buildRecorderArgs,
+  FAST_PROBE,
+  newRunId,
+  SEGMENT_FORMAT_OPTIONS,
+  THOROUGH_PROBE,
+} from '../../../agent/recorder/ffmpeg-args.js';
 
 const base = { input: 'rtsp://cam.local/stream', segmentSeconds: 10, dir: '/data/segments/main', runId: '1700000000000-abcdef01' };
 
 describe('recorder ffmpeg arguments', () => {
-  it('are exactly the argv DESIGN measured, for an rtsp input', () => {
+  it("are the argv DESIGN measured, with a short probe, level-tagged info logs and only video and audio mapped, for an rtsp input", () => {
     expect(buildRecorderArgs(base)).toEqual([
       '-nostdin',
       '-hide_banner',
       '-loglevel',
-      'warning',
+      'level+info',
+      '-nostats',
+      '-analyzeduration',
+      '1000000',
+      '-probesize',
+      '2000000',
       '-i',
       'rtsp://cam.local/stream',
       '-map',
-      '0',
+      '0:v?',
+      '-map',
+      '0:a?',
       '-c',
       'copy',
       '-f',
@@ -56,6 +70,36 @@ describe('recorder ffmpeg arguments', () => {
     expect(buildRecorderArgs(base)).not.toContain('-an');
   });
 
+  it('map the video and the audio, each optional, and no data stream (MP4 takes none); dropped audio is not mapped', () => {
+    const maps = (args: string[]): string[] => args.flatMap((a, i) => (a === '-map' ? [args[i + 1] as string] : []));
+    expect(maps(buildRecorderArgs(base))).toEqual(['0:v?', '0:a?']);
+    expect(maps(buildRecorderArgs({ ...base, audio: 'aac' }))).toEqual(['0:v?', '0:a?']);
+    expect(maps(buildRecorderArgs({ ...base, audio: 'drop' }))).toEqual(['0:v?']);
+    expect(buildRecorderArgs(base)).not.toContain('0');
+  });
+
+  it('probe the input for 1 s and 2 MB before -i by default, or as long as avformat does by itself when asked', () => {
+    const at = (args: string[], opt: string): string | undefined => {
+      const i = args.indexOf(opt);
+      expect(i).toBeGreaterThan(-1);
+      expect(i).toBeLessThan(args.indexOf('-i'));
+      return args[i + 1];
+    };
+    const fast = buildRecorderArgs(base);
+    expect(at(fast, '-analyzeduration')).toBe(String(FAST_PROBE.analyzeDurationUs));
+    expect(at(fast, '-probesize')).toBe(String(FAST_PROBE.probeSizeBytes));
+    expect(FAST_PROBE).toEqual({ analyzeDurationUs: 1_000_000, probeSizeBytes: 2_000_000 });
+    const thorough = buildRecorderArgs({ ...base, probe: THOROUGH_PROBE });
+    expect(at(thorough, '-analyzeduration')).toBe('5000000');
+    expect(at(thorough, '-probesize')).toBe('5000000');
+  });
+
+  it('tag every log line with its level and print no progress lines, so the recorder can read the input block', () => {
+    const args = buildRecorderArgs(base);
+    expect(args[args.indexOf('-loglevel') + 1]).toBe('level+info');
+    expect(args).toContain('-nostats');
+  });
+
   it('tag H.265 as hvc1, which Apple players need, and leave other video untagged', () => {
     const args = buildRecorderArgs({ ...base, videoCodec: 'h265' });
     const c = args.indexOf('-c');
@@ -88,6 +132,7 @@ describe('recorder ffmpeg arguments', () => {
     expect(t).toBeGreaterThan(-1);
     expect(t).toBeLessThan(args.indexOf('-i'));
     expect(args[t + 1]).toBe('10000000');
+    expect(buildRecorderArgs({ ...base, input: 'tcp://127.0.0.1:5000', inputTimeoutUs: 3_000_000 })).toContain('3000000');
     expect(buildRecorderArgs(base)).not.toContain('-rw_timeout');
   });
 

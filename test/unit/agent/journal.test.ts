@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Journal, type NewClip } from '../../../agent/journal/journal.js';
+import { Journal, JOURNAL_SCHEMA_VERSION, type NewClip } from '../../../agent/journal/journal.js';
 import { ManualClock } from '../../../shared/clock.js';
 import { newClipId } from '../../../shared/ids.js';
 
@@ -33,15 +33,15 @@ beforeEach(() => {
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('journal', () => {
-  it('hands out event clips first, then the oldest first', () => {
+  it('hands out event clips first, newest first, then continuous footage oldest first', () => {
     const j = Journal.open(dir, { clock });
     const oldC = j.addClip(clip(T0 - 50_000));
     const newC = j.addClip(clip(T0 - 10_000));
     const newE = j.addClip(clip(T0 - 5_000, 'event'));
     const oldE = j.addClip(clip(T0 - 40_000, 'event'));
-    expect(j.nextToUpload(10).map((c) => c.id)).toEqual([oldE.id, newE.id, oldC.id, newC.id]);
-    expect(j.nextToUpload(2).map((c) => c.id)).toEqual([oldE.id, newE.id]);
-    expect(j.nextToUpload(2, [oldE.id]).map((c) => c.id)).toEqual([newE.id, oldC.id]);
+    expect(j.nextToUpload(10).map((c) => c.id)).toEqual([newE.id, oldE.id, oldC.id, newC.id]);
+    expect(j.nextToUpload(2).map((c) => c.id)).toEqual([newE.id, oldE.id]);
+    expect(j.nextToUpload(2, [newE.id]).map((c) => c.id)).toEqual([oldE.id, oldC.id]);
     j.close();
   });
 
@@ -185,7 +185,7 @@ describe('journal', () => {
     j.close();
     const raw = new Database(join(dir, 'agent.db'));
     expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
-    expect(raw.pragma('user_version', { simple: true })).toBe(2);
+    expect(raw.pragma('user_version', { simple: true })).toBe(JOURNAL_SCHEMA_VERSION);
     raw.close();
   });
 });

@@ -63,6 +63,14 @@ describe('what a failure leads to', () => {
     expect(c(0, 'ABORTED')).toBe('abort');
   });
 
+  it('checks the file again when the store refuses the body as not the one signed', () => {
+    expect(c(400, 'CONTENT_MD5_MISMATCH')).toBe('verify');
+    expect(c(400, 'BadDigest')).toBe('verify');
+    expect(c(400, 'IncompleteBody')).toBe('verify');
+    expect(c(422, 'UPLOAD_MISMATCH')).toBe('verify');
+    expect(c(400, 'CONTENT_LENGTH_MISMATCH')).toBe('verify');
+  });
+
   it('follows retryableStatuses as data', () => {
     const p = { ...DEFAULT_RETRY_POLICY, retryableStatuses: [418] };
     expect(classifyFailure(p, { status: 418, code: 'HTTP_418' })).toBe('retry');

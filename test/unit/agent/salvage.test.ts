@@ -289,8 +289,8 @@ describe('readMp4Tracks', () => {
   it('lists each track with its handler, sample entry and NAL length size', async () => {
     const path = file(FTYP, moov([{ id: 1, codec: 'hvc1', nalLengthSize: 2 }, AUDIO]), videoFragment(1));
     expect(await readMp4Tracks(path)).toEqual([
-      { id: 1, handler: 'vide', codec: 'hvc1', nalLengthSize: 2, defaults: { sampleSize: 0 } },
-      { id: 2, handler: 'soun', codec: 'mp4a', defaults: { sampleSize: 0 } },
+      { id: 1, handler: 'vide', codec: 'hvc1', nalLengthSize: 2, defaults: { sampleSize: 0, sampleDuration: 0 } },
+      { id: 2, handler: 'soun', codec: 'mp4a', defaults: { sampleSize: 0, sampleDuration: 0 } },
     ]);
     await expect(readMp4Tracks(file(FTYP))).rejects.toThrow(/no complete moov/);
   });

@@ -1,0 +1,236 @@
+/**
+ * The agent as a device runs it: `node --import tsx agent/main.ts run --config
+ * FILE` in its own process, with its ffmpeg as its child. Plus what a test
+ * needs around it: a power cut (SIGKILL to the agent and everything it
+ * started, at once), and read-only looks at what it left on disk (the
+ * journal, the segment lists, the segment files).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+
+/** the repository root: agent/main.ts is resolved from here */
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+export interface AgentProcess {
+  child: ChildProcess;
+  pid: number;
+  /** resolves with the exit code (null after a signal) and the signal */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** stdout and stderr, JSON log lines, appended to this file */
+  logFile: string;
+}
+
+/** Writes the agent's config file; returns its path. */
+export function writeAgentConfig(file: string, config: Record<string, unknown>): string {
+  writeFileSync(file, JSON.stringify(config, null, 2));
+  return file;
+}
+
+/**
+ * Starts `agent/main.ts <command>` with node and tsx. The agent leads its own
+ * process group (detached), so a power cut can take it and its ffmpeg in one
+ * kill(2), as losing power does.
+ */
+export function spawnAgent(args: string[], logFile: string, env: NodeJS.ProcessEnv = process.env): AgentProcess {
+  const fd = openSync(logFile, 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'agent', 'main.ts'), ...args], {
+      cwd: ROOT,
+      env,
+      detached: true,
+      stdio: ['ignore', fd, fd],
+    });
+  } finally {
+    closeSync(fd);
+  }
+  if (child.pid === undefined) throw new Error('the agent process could not be started');
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  return { child, pid: child.pid, exited, logFile };
+}
+
+/** `agent status --json` through the CLI, as an operator runs it. */
+export function agentStatusCli(configFile: string): Record<string, unknown> {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'agent', 'main.ts'), 'status', '--config', configFile, '--json'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  if (r.status !== 0) throw new Error(`agent status exited ${r.status}: ${r.stderr.trim()}`);
+  return JSON.parse(r.stdout) as Record<string, unknown>;
+}
+
+/** The pids of a process's children, grandchildren and so on (Linux /proc). */
+export function descendants(pid: number): number[] {
+  const out: number[] = [];
+  const walk = (p: number): void => {
+    let tasks: string[];
+    try {
+      tasks = readdirSync(`/proc/${p}/task`);
+    } catch {
+      return;
+    }
+    for (const t of tasks) {
+      let text: string;
+      try {
+        text = readFileSync(`/proc/${p}/task/${t}/children`, 'utf8');
+      } catch {
+        continue;
+      }
+      for (const c of text.split(/\s+/).filter(Boolean).map(Number)) {
+        if (!out.includes(c)) {
+          out.push(c);
+          walk(c);
+        }
+      }
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+/** The command name of a process (its /proc comm), or undefined once it is gone. */
+export function processName(pid: number): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Alive and not a zombie. */
+export function processRunning(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // the state follows the parenthesised command name
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}
+
+export interface PowerCut {
+  /** the agent's descendants when the power went (its ffmpeg among them, if one was running) */
+  killed: { pid: number; name: string | undefined }[];
+}
+
+/**
+ * SIGKILL to the agent's process group and, in case something left the group,
+ * to each of its descendants found just before. Nothing gets to run a handler,
+ * flush or close a file.
+ */
+export function powerCut(agent: AgentProcess): PowerCut {
+  const kids = descendants(agent.pid).map((pid) => ({ pid, name: processName(pid) }));
+  try {
+    process.kill(-agent.pid, 'SIGKILL');
+  } catch {
+    // the group is gone already
+  }
+  for (const k of [{ pid: agent.pid }, ...kids]) {
+    try {
+      process.kill(k.pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+  return { killed: kids };
+}
+
+/** Resolves once none of these pids runs any more (or rejects after timeoutMs). */
+export async function waitGone(pids: number[], timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (pids.some(processRunning)) {
+    if (Date.now() > until) throw new Error(`still running after ${timeoutMs} ms: ${pids.filter(processRunning).join(', ')}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export interface JournalClip {
+  id: string;
+  path: string;
+  size: number;
+  sha256: string;
+  state: string;
+  lastErrorCode: string | null;
+  attempts: number;
+}
+
+/**
+ * The journal's clips, read-only (the agent may be running, or dead with its
+ * WAL not checkpointed: both are readable). [] when there is no journal yet.
+ */
+export function readJournalClips(dataDir: string): JournalClip[] {
+  const file = join(dataDir, 'agent.db');
+  if (!existsSync(file)) return [];
+  const db = new Database(file, { readonly: true, fileMustExist: true });
+  try {
+    db.pragma('busy_timeout = 2000');
+    const hasClips = db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'clips'`).get();
+    if (!hasClips) return [];
+    const rows = db
+      .prepare(`SELECT id, path, size, sha256, state, last_error_code AS lastErrorCode, attempts FROM clips ORDER BY start_ms, id`)
+      .all() as JournalClip[];
+    return rows;
+  } finally {
+    db.close();
+  }
+}
+
+export interface ListedSegment {
+  /** the segment file's name */
+  name: string;
+  /** the segment list (one per ffmpeg run) that names it */
+  list: string;
+}
+
+/**
+ * Every segment ffmpeg listed as closed, from every run's segment list in
+ * `dir`. Only complete lines count: a line being written when the power went
+ * does not close a segment.
+ */
+export function listedSegments(dir: string): ListedSegment[] {
+  if (!existsSync(dir)) return [];
+  const out: ListedSegment[] = [];
+  for (const list of readdirSync(dir).filter((n) => n.endsWith('.csv')).sort()) {
+    let text: string;
+    try {
+      text = readFileSync(join(dir, list), 'utf8');
+    } catch {
+      continue;
+    }
+    const lines = text.split('\n');
+    lines.pop();
+    for (const line of lines) {
+      // ffmpeg's csv list: filename,start,end (our names never need quoting)
+      const name = line.split(',')[0]?.trim();
+      if (name) out.push({ name: name.replace(/^.*\//, ''), list });
+    }
+  }
+  return out;
+}
+
+/** The .mp4 files in a segments folder. */
+export function segmentFiles(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .filter((n) => n.endsWith('.mp4'))
+    .sort();
+}
+
+/** mulberry32: a small seeded PRNG, uniform in [0, 1). */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
