@@ -8,7 +8,7 @@ import { ErrorResponse } from '../shared/contracts/common.js';
 import { CompleteResponse } from '../shared/contracts/clips.js';
 import { ClaimResponse, type ClaimRequest } from '../shared/contracts/devices.js';
 import { PresignResponse, type CompleteRequest, type PresignRequest, type PresignedPart } from '../shared/contracts/uploads.js';
-import { TokenBucket } from './uploader/token-bucket.js';
+import { sliceBytes, TokenBucket } from './uploader/token-bucket.js';
 
 /**
  * Codes the client itself produces, next to the API's catalogue codes: the
@@ -335,7 +335,7 @@ const PUT_CHUNK_BYTES = 1024 * 1024;
  */
 async function sendBody(req: http.ClientRequest, fh: FileHandle, range: { start: number; end?: number }, cap: TokenBucket | undefined): Promise<void> {
   const end = range.end ?? (await fh.stat()).size - 1;
-  const chunk = cap ? Math.min(64 * 1024, cap.burstBytes, Math.max(1024, Math.round(cap.bytesPerSec / 8))) : PUT_CHUNK_BYTES;
+  const chunk = cap ? sliceBytes(cap) : PUT_CHUNK_BYTES;
   const bufs = [Buffer.allocUnsafe(chunk), Buffer.allocUnsafe(chunk)];
   const written: (Promise<void> | undefined)[] = [undefined, undefined];
   let pos = range.start;

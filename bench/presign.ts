@@ -43,6 +43,7 @@ import { SignatureV4 } from '@smithy/signature-v4';
 import Fastify from 'fastify';
 import { pino } from 'pino';
 import { ulid } from 'ulid';
+import { figurePrinter, round } from './_figures.js';
 
 const CONCURRENCY = 32;
 const WARMUP_MS = 1000;
@@ -54,20 +55,7 @@ const SIGNER_ROUNDS = 6;
 const SLICES = 5;
 const CLIP_BYTES = 2_000_000;
 
-interface Figure {
-  figure: string;
-  value: number;
-  unit: string;
-  target: number | null;
-  pass: boolean | null;
-  [extra: string]: unknown;
-}
-
-function print(f: Figure): void {
-  console.log(JSON.stringify({ bench: 'presign', ...f }));
-}
-
-const round = (v: number, digits: number): number => Number(v.toFixed(digits));
+const print = figurePrinter('presign');
 
 // ---------------------------------------------------------------- load client (child process)
 

@@ -50,6 +50,7 @@ import { startServer } from '../cloud/server.js';
 import { newClipId } from '../shared/ids.js';
 import { createLogger } from '../shared/log.js';
 import type { AgentUploadJob, AgentUploadResult } from './_upload-agent.js';
+import { figurePrinter, round } from './_figures.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const FILES = Number(process.env.UPLOAD_BENCH_FILES ?? 4);
@@ -60,20 +61,7 @@ const LARGE_CLIP_BYTES = 500_000_000;
 const TARGETS = { throughputRatio: 0.9, cpuRatio: 1.5, rssDeltaMb: 10 };
 const MiB = 1024 * 1024;
 
-interface Figure {
-  figure: string;
-  value: number;
-  unit: string;
-  target: number | null;
-  pass: boolean | null;
-  [extra: string]: unknown;
-}
-
-function print(f: Figure): void {
-  console.log(JSON.stringify({ bench: 'upload', ...f }));
-}
-
-const round = (v: number, digits: number): number => Number(v.toFixed(digits));
+const print = figurePrinter('upload');
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);

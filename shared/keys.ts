@@ -36,3 +36,16 @@ export const OBJECT_KEY_RE = /^(?:[A-Za-z0-9_-][A-Za-z0-9._-]*\/)*[A-Za-z0-9_-][
 export function isObjectKey(key: unknown): key is string {
   return typeof key === 'string' && key.length <= 1024 && OBJECT_KEY_RE.test(key) && !key.split('/').includes('..');
 }
+
+/** A listing prefix: key characters only, no `..`, no leading slash. Both drivers check it. */
+const OBJECT_PREFIX_RE = /^[A-Za-z0-9._/-]*$/;
+
+export function isObjectPrefix(prefix: unknown): prefix is string {
+  return typeof prefix === 'string' && OBJECT_PREFIX_RE.test(prefix) && !prefix.split('/').includes('..') && !prefix.startsWith('/');
+}
+
+/** A download's file name (Content-Disposition), the same rule on every driver. */
+export const DOWNLOAD_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** 16 bytes of MD5 in base64, as Content-MD5 carries it. */
+export const MD5_BASE64_RE = /^[A-Za-z0-9+/]{22}==$/;

@@ -4,7 +4,7 @@ import { basename, join } from 'node:path';
 import type { Logger } from '../../shared/log.js';
 import type { Journal } from '../journal/journal.js';
 import { Mp4FormatError } from './mp4-boxes.js';
-import { fsyncFile } from './recorder.js';
+import { fsyncPath } from '../../shared/fsync.js';
 import { salvageSegment } from './salvage.js';
 import { inspectSegment, truncateSegment } from './segment-check.js';
 import { parseListName, parseSegmentName, runIdLaunchMs } from './segment-clock.js';
@@ -142,7 +142,7 @@ export async function reconcileSegments(o: ReconcileOptions): Promise<ReconcileR
       report.lists += 1;
     }
   }
-  if (report.removed + report.lists + report.dropped > 0) await fsyncFile(o.dir).catch(() => undefined);
+  if (report.removed + report.lists + report.dropped > 0) await fsyncPath(o.dir).catch(() => undefined);
 
   const { listed: l, salvaged, dropped, lost, removed } = report;
   if (l + salvaged + dropped + lost + removed > 0) log.info({ ...report }, 'start-up reconciliation of segments and journal');
@@ -151,7 +151,7 @@ export async function reconcileSegments(o: ReconcileOptions): Promise<ReconcileR
 
 /** A segment ffmpeg listed as closed: fsynced, checked, and timed from its mtime. */
 async function closedSegment(o: ReconcileOptions, path: string, entry: SegmentListEntry, report: ReconcileReport): Promise<FoundSegment | undefined> {
-  await fsyncFile(path);
+  await fsyncPath(path);
   // the mtime is when ffmpeg closed the file: the segment's end (read before any cut moves it)
   const { mtimeMs, size } = await stat(path);
   const listedMs = Math.max(0, Math.round((entry.endSec - entry.startSec) * 1000));

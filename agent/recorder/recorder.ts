@@ -1,11 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
-import { open, stat, unlink } from 'node:fs/promises';
+import { stat, unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { systemClock, type Clock } from '../../shared/clock.js';
 import { killOnExit, pipeStderrLines, redactUrls } from '../../shared/ffmpeg.js';
 import type { Logger } from '../../shared/log.js';
+import { fsyncPath } from '../../shared/fsync.js';
 import { buildRecorderArgs, newRunId, segmentListPath, type AudioMode } from './ffmpeg-args.js';
 import { InputDescriber, isProblem, LogBudget, parseFfmpegLogLine, segmentOpened, type InputDescription } from './ffmpeg-log.js';
 import { Mp4FormatError } from './mp4-boxes.js';
@@ -602,13 +603,13 @@ export class Recorder extends EventEmitter {
     run.lastListedEndSec = entry.endSec;
     run.lastProgressAt = Math.max(run.lastProgressAt, this.clock.now());
     try {
-      await fsyncFile(path);
+      await fsyncPath(path);
     } catch (err) {
       this.log.error({ runId: run.id, segment: name, err }, 'a listed segment could not be fsynced; skipped');
       return;
     }
     // a new directory entry is only durable once the folder is synced too
-    await fsyncFile(this.opts.dir).catch(() => undefined);
+    await fsyncPath(this.opts.dir).catch(() => undefined);
     const seenAt = this.clock.now();
     const listedMs = Math.max(0, Math.round((entry.endSec - entry.startSec) * 1000));
     await this.report(run, path, 'list', (durationMs) => ({
@@ -632,7 +633,7 @@ export class Recorder extends EventEmitter {
       return;
     }
     this.log.info({ runId: run.id, segment: basename(path), status: result.status, fragments: result.fragmentsKept, cutBytes: result.originalBytes - result.keptBytes }, 'salvaged the segment ffmpeg left open');
-    await fsyncFile(this.opts.dir).catch(() => undefined);
+    await fsyncPath(this.opts.dir).catch(() => undefined);
     const seenAt = this.clock.now();
     const mtimeMs = await stat(path).then((s) => s.mtimeMs, () => seenAt);
     await this.report(
@@ -737,15 +738,5 @@ async function fileSize(path: string): Promise<number> {
     return (await stat(path)).size;
   } catch {
     return -1;
-  }
-}
-
-/** fsync works on a read-only descriptor on Linux, for files and folders alike. */
-export async function fsyncFile(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
   }
 }

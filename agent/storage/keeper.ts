@@ -5,6 +5,7 @@ import { systemClock, type Clock } from '../../shared/clock.js';
 import type { Logger } from '../../shared/log.js';
 import type { ClipOnDisk, EvictionRecord, Journal } from '../journal/journal.js';
 import { diskUsage as statDisk, planEviction, type DiskUsage, type EvictionPlan } from './ring-buffer.js';
+import { Wakeup } from '../wakeup.js';
 
 /**
  * The ring buffer's keeper (issue 4, "Ring buffer"): after each closed
@@ -101,8 +102,7 @@ export class StorageKeeper extends EventEmitter {
   private readonly stopping = new AbortController();
   /** checks run one at a time, in order */
   private tail: Promise<unknown> = Promise.resolve();
-  private wakePending = false;
-  private wakeResolve: (() => void) | undefined;
+  private readonly wakeup = new Wakeup();
   private loopDone: Promise<void> | undefined;
   private stopPromise: Promise<void> | undefined;
   private quota: number | undefined;
@@ -208,8 +208,7 @@ export class StorageKeeper extends EventEmitter {
   }
 
   private wake(): void {
-    this.wakePending = true;
-    this.wakeResolve?.();
+    this.wakeup.wake();
   }
 
   /** A loop with a stop signal: each turn catches its own errors and waits only for what is left of the interval. */
@@ -217,7 +216,7 @@ export class StorageKeeper extends EventEmitter {
     const stop = this.stopping.signal;
     let nextAt = this.clock.now() + this.intervalMs;
     while (!stop.aborted) {
-      await this.waitForWake(Math.max(0, nextAt - this.clock.now()), stop);
+      await this.wakeup.wait(Math.max(0, nextAt - this.clock.now()), stop);
       if (stop.aborted) break;
       try {
         await this.check();
@@ -228,24 +227,7 @@ export class StorageKeeper extends EventEmitter {
     }
   }
 
-  private waitForWake(ms: number, stop: AbortSignal): Promise<void> {
-    if (this.wakePending || stop.aborted) {
-      this.wakePending = false;
-      return Promise.resolve();
-    }
-    return new Promise<void>((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        stop.removeEventListener('abort', done);
-        this.wakeResolve = undefined;
-        this.wakePending = false;
-        resolve();
-      };
-      const timer = setTimeout(done, Math.max(5, ms));
-      this.wakeResolve = done;
-      stop.addEventListener('abort', done, { once: true });
-    });
-  }
+
 
   private async runCheck(emergency: boolean): Promise<StorageCheck> {
     const disk = await this.measure(this.dir);

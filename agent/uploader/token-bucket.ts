@@ -1,4 +1,3 @@
-import { Transform, type TransformCallback } from 'node:stream';
 import type { Clock } from '../../shared/clock.js';
 
 /**
@@ -55,59 +54,11 @@ export class TokenBucket {
   }
 }
 
-export type Sleep = (ms: number, signal: AbortSignal) => Promise<void>;
-
-function realSleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) {
-      resolve();
-      return;
-    }
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
-
-export interface ThrottleOptions {
-  /** chunks are cut to at most this many bytes, so a wait is never longer than one slice needs (default: see below) */
-  sliceBytes?: number;
-  sleep?: Sleep;
-}
-
 /**
- * A pass-through stream that lets bytes out no faster than the bucket allows.
- * It holds one chunk at a time (the callback waits), so memory stays flat
- * whatever the file size; destroying it (the request was cut) ends its wait.
+ * The size of one paced write: an eighth of a second's worth (1 to 64 KiB), so
+ * that no single wait is long enough for a slow cap to look like a stalled
+ * upload to the PUT's idle timeout.
  */
-export function throttle(bucket: TokenBucket, opts: ThrottleOptions = {}): Transform {
-  // an eighth of a second's worth (1 to 64 KiB): waits stay short, so a slow
-  // cap never looks like a stalled upload to the PUT's idle timeout
-  const defaultSlice = Math.min(MIN_BURST_BYTES, bucket.burstBytes, Math.max(1024, Math.round(bucket.bytesPerSec / 8)));
-  const sliceBytes = Math.max(1, opts.sliceBytes ?? defaultSlice);
-  const sleep = opts.sleep ?? realSleep;
-  const cut = new AbortController();
-  const stream = new Transform({
-    transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
-      void (async () => {
-        for (let at = 0; at < chunk.length; at += sliceBytes) {
-          const slice = chunk.subarray(at, Math.min(chunk.length, at + sliceBytes));
-          const wait = bucket.reserve(slice.length);
-          if (wait > 0) await sleep(wait, cut.signal);
-          if (cut.signal.aborted) return;
-          stream.push(slice);
-        }
-        callback();
-      })().catch((err: unknown) => callback(err as Error));
-    },
-    destroy(err: Error | null, callback: (error: Error | null) => void): void {
-      cut.abort();
-      callback(err);
-    },
-  });
-  return stream;
+export function sliceBytes(bucket: TokenBucket): number {
+  return Math.min(MIN_BURST_BYTES, bucket.burstBytes, Math.max(1024, Math.round(bucket.bytesPerSec / 8)));
 }

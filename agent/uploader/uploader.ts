@@ -7,6 +7,7 @@ import { DEFAULT_PART_BYTES, normalizeEtag } from '../../shared/multipart.js';
 import { CLIENT_CODES, CloudError, type CallOptions, type PutResult, type PutTarget } from '../cloud-client.js';
 import type { ClipParts, ClipRow, Journal } from '../journal/journal.js';
 import { PutSlots, checkPartLayout, hashClip, uploadParts, wantsParts, type PartPutApi } from './multipart.js';
+import { Wakeup, abortableSleep } from '../wakeup.js';
 import {
   DEFAULT_RETRY_POLICY,
   INTEGRITY_CODES,
@@ -115,22 +116,6 @@ function clipAborts(aborting: AbortSignal, stopping: AbortSignal): ClipAborts {
   };
 }
 
-/** A real sleep that ends early (resolving) when the signal aborts. */
-export function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) {
-      resolve();
-      return;
-    }
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, Math.max(0, ms));
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
 
 /**
  * Uploads queued clips: presign → PUT from disk → complete, events first, up
@@ -165,8 +150,7 @@ export class Uploader extends EventEmitter {
   private readonly withdrawn = new Set<string>();
   private pendingError: LastUploadError | undefined;
   private lastErrorWritten: { code: string; at: number } | undefined;
-  private wakePending = false;
-  private wakeResolve: (() => void) | undefined;
+  private readonly wakeup = new Wakeup();
   private parkedUntil = 0;
   private parkedCode: string | undefined;
   private loopDone: Promise<void> | undefined;
@@ -195,8 +179,7 @@ export class Uploader extends EventEmitter {
 
   /** A clip was journaled (or something changed): look at the queue now. */
   wake(): void {
-    this.wakePending = true;
-    this.wakeResolve?.();
+    this.wakeup.wake();
   }
 
   /** Why and until when the queue is parked, if it is. */
@@ -287,29 +270,11 @@ export class Uploader extends EventEmitter {
         this.log.error({ err }, 'upload queue turn failed');
         waitMs = Math.min(waitMs, 5000);
       }
-      await this.waitForWake(waitMs, stop);
+      await this.wakeup.wait(waitMs, stop);
     }
   }
 
-  private waitForWake(ms: number, stop: AbortSignal): Promise<void> {
-    if (this.wakePending || stop.aborted) {
-      this.wakePending = false;
-      return Promise.resolve();
-    }
-    return new Promise<void>((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        stop.removeEventListener('abort', done);
-        this.wakeResolve = undefined;
-        this.wakePending = false;
-        resolve();
-      };
-      // never a zero-delay spin: at least a few ms between turns
-      const timer = setTimeout(done, Math.max(5, ms));
-      this.wakeResolve = done;
-      stop.addEventListener('abort', done, { once: true });
-    });
-  }
+
 
   private launch(clip: ClipRow): void {
     this.journal.markUploading(clip.id);

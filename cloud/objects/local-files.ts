@@ -2,13 +2,15 @@
  * File helpers of the local object store: durable writes, and the streaming
  * receive that counts and hashes a body against what its URL signed.
  */
+export { fsyncPath as fsyncDir } from '../../shared/fsync.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { CamvaultError } from '../../shared/errors.js';
 import { hashFile } from '../../shared/hash.js';
 
-export const MD5_BASE64_RE = /^[A-Za-z0-9+/]{22}==$/;
+import { MD5_BASE64_RE } from '../../shared/keys.js';
+export { MD5_BASE64_RE };
 
 export function isMissing(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException).code;
@@ -33,15 +35,6 @@ export async function writeFileDurably(path: string, text: string): Promise<void
     await fh.close();
   }
   await rename(tmp, path);
-}
-
-export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 /** mkdir -p and create; retried because a concurrent delete may prune the folder in between */

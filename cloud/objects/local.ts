@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, rmdir, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { CamvaultError } from '../../shared/errors.js';
-import { isObjectKey } from '../../shared/keys.js';
+import { DOWNLOAD_NAME_RE, isObjectKey, isObjectPrefix } from '../../shared/keys.js';
 import { MAX_PART_BYTES } from '../../shared/multipart.js';
 import { systemClock, type Clock } from '../../shared/clock.js';
 import {
@@ -35,8 +35,6 @@ import type {
 export { localObjectRoutes } from './local-routes.js';
 
 /** what a download name may hold: it goes into a header */
-const DOWNLOAD_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-const PREFIX_RE = /^[A-Za-z0-9._/-]*$/;
 const MAX_EXPIRES_SEC = 7 * 24 * 3600;
 const DELETE_BATCH = 1000;
 
@@ -365,7 +363,7 @@ export class LocalObjectStore implements ObjectStore {
 
   async listMultipartUploads(prefix: string): Promise<OpenMultipartUpload[]> {
     this.assertOpen();
-    if (!PREFIX_RE.test(prefix) || prefix.split('/').includes('..') || prefix.startsWith('/')) {
+    if (!isObjectPrefix(prefix)) {
       throw new CamvaultError('BAD_REQUEST', 'invalid prefix');
     }
     return this.multipart.listUploads(prefix);
@@ -401,7 +399,7 @@ export class LocalObjectStore implements ObjectStore {
    */
   async list(prefix: string, cursor?: string | null, limit = 1000): Promise<ListResult> {
     this.assertOpen();
-    if (!PREFIX_RE.test(prefix) || prefix.split('/').includes('..') || prefix.startsWith('/')) {
+    if (!isObjectPrefix(prefix)) {
       throw new CamvaultError('BAD_REQUEST', 'invalid prefix');
     }
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new CamvaultError('BAD_REQUEST', 'limit must be 1-1000');

@@ -31,7 +31,7 @@ import { Hash } from '@smithy/hash-node';
 import { HttpRequest } from '@smithy/protocol-http';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { CamvaultError } from '../../shared/errors.js';
-import { isObjectKey } from '../../shared/keys.js';
+import { DOWNLOAD_NAME_RE, MD5_BASE64_RE, isObjectKey, isObjectPrefix } from '../../shared/keys.js';
 import { MAX_PART_BYTES, MAX_PARTS, normalizeEtag } from '../../shared/multipart.js';
 import type {
   CompletedPart,
@@ -76,10 +76,7 @@ export class ObjectStoreError extends Error {
 const DELETE_BATCH = 1000;
 const MAX_PRESIGN_SEC = 7 * 24 * 3600;
 const DEFAULT_CONTENT_TYPE = 'application/octet-stream';
-const MD5_BASE64 = /^[A-Za-z0-9+/]{22}==$/;
 // the same rules as the local driver, so a key or name that works in development works here
-const DOWNLOAD_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-const PREFIX_RE = /^[A-Za-z0-9._/-]*$/;
 const SINGLE_PART_ETAG = /^"?([0-9a-fA-F]{32})"?$/;
 const SHA256_HEADER = 'x-amz-content-sha256';
 const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
@@ -112,7 +109,7 @@ function checkPresignedPart(uploadId: string, partNumber: number, opts: PresignP
   if (!Number.isSafeInteger(opts.contentLength) || opts.contentLength < 1 || opts.contentLength > MAX_PART_BYTES) {
     throw new CamvaultError('BAD_REQUEST', 'a part is 1 byte to 5 GiB');
   }
-  if (!MD5_BASE64.test(opts.contentMd5)) throw new CamvaultError('BAD_REQUEST', 'contentMd5 must be base64 MD5');
+  if (!MD5_BASE64_RE.test(opts.contentMd5)) throw new CamvaultError('BAD_REQUEST', 'contentMd5 must be base64 MD5');
 }
 
 /**
@@ -266,7 +263,7 @@ export class S3ObjectStore implements ObjectStore {
     if (!Number.isSafeInteger(opts.contentLength) || opts.contentLength < 0) {
       throw new CamvaultError('BAD_REQUEST', 'contentLength must be a non-negative integer');
     }
-    if (!MD5_BASE64.test(opts.contentMd5)) throw new CamvaultError('BAD_REQUEST', 'contentMd5 must be base64 MD5');
+    if (!MD5_BASE64_RE.test(opts.contentMd5)) throw new CamvaultError('BAD_REQUEST', 'contentMd5 must be base64 MD5');
     const contentType = opts.contentType ?? DEFAULT_CONTENT_TYPE;
     if (!/^[\x21-\x7e][\x20-\x7e]*$/.test(contentType)) throw new CamvaultError('BAD_REQUEST', 'invalid content type');
     // lower-case names: these are the headers signed, and the ones the client sends
@@ -339,7 +336,7 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async list(prefix: string, cursor?: string | null, limit?: number): Promise<ListResult> {
-    if (!PREFIX_RE.test(prefix) || prefix.split('/').includes('..') || prefix.startsWith('/')) {
+    if (!isObjectPrefix(prefix)) {
       throw new CamvaultError('BAD_REQUEST', 'invalid prefix');
     }
     const maxKeys = limit ?? 1000;
@@ -448,7 +445,7 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async listMultipartUploads(prefix: string): Promise<OpenMultipartUpload[]> {
-    if (!PREFIX_RE.test(prefix) || prefix.split('/').includes('..') || prefix.startsWith('/')) {
+    if (!isObjectPrefix(prefix)) {
       throw new CamvaultError('BAD_REQUEST', 'invalid prefix');
     }
     const uploads: OpenMultipartUpload[] = [];

@@ -1,7 +1,5 @@
-import { Readable, Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
-import { TokenBucket, throttle } from '../../../agent/uploader/token-bucket.js';
+import { sliceBytes, TokenBucket } from '../../../agent/uploader/token-bucket.js';
 import { ManualClock } from '../../../shared/clock.js';
 
 describe('upload token bucket', () => {
@@ -40,65 +38,27 @@ describe('upload token bucket', () => {
   });
 });
 
-describe('throttled stream', () => {
-  /** Runs `bytes` through a throttle on a virtual clock: sleeping advances the clock instead of waiting. */
-  async function run(bytes: number, bytesPerSec: number, burstBytes: number, chunk = 256 * 1024) {
+describe('paced writes', () => {
+  it('are an eighth of a second of the rate, 1 to 64 KiB, so no single wait is long', () => {
+    const slice = sliceBytes(new TokenBucket({ bytesPerSec: 80_000, burstBytes: 64 * 1024 }));
+    expect(slice).toBe(10_000);
+    // the wait for one slice on an empty bucket
+    expect((slice / 80_000) * 1000).toBeLessThanOrEqual(130);
+    expect(sliceBytes(new TokenBucket({ bytesPerSec: 1000 }))).toBe(1024);
+    expect(sliceBytes(new TokenBucket({ bytesPerSec: 100_000_000 }))).toBe(64 * 1024);
+  });
+
+  it('by any time t, at most burst + rate × t bytes were let through', () => {
     const clock = new ManualClock(0);
-    const bucket = new TokenBucket({ bytesPerSec, burstBytes, clock });
-    const sleeps: number[] = [];
-    const t = throttle(bucket, {
-      sleep: async (ms) => {
-        sleeps.push(ms);
-        clock.advance(ms);
-      },
-    });
-    const seen: { at: number; total: number }[] = [];
-    let total = 0;
-    let maxChunk = 0;
-    const source = Readable.from(
-      (function* () {
-        for (let left = bytes; left > 0; left -= chunk) yield Buffer.alloc(Math.min(chunk, left), 7);
-      })(),
-    );
-    const sink = new Writable({
-      write(c: Buffer, _e, cb) {
-        total += c.length;
-        maxChunk = Math.max(maxChunk, c.length);
-        seen.push({ at: clock.now(), total });
-        cb();
-      },
-    });
-    await pipeline(source, t, sink);
-    return { total, elapsedMs: clock.now(), seen, sleeps, maxChunk };
-  }
-
-  it('passes every byte, in order, and takes (size - burst) / rate', async () => {
-    const r = await run(2_000_000, 500_000, 100_000);
-    expect(r.total).toBe(2_000_000);
-    // 1.9 MB beyond the burst at 500 kB/s: 3.8 s of virtual time
-    expect(r.elapsedMs).toBeGreaterThanOrEqual(3800);
-    expect(r.elapsedMs).toBeLessThanOrEqual(3800 + 10);
-  });
-
-  it('never lets more than burst + rate × t through by any time t', async () => {
-    const r = await run(1_000_000, 200_000, 50_000);
-    for (const s of r.seen) expect(s.total).toBeLessThanOrEqual(50_000 + (200_000 * s.at) / 1000 + 1);
-  });
-
-  it('cuts chunks into slices of an eighth of a second, so no single wait is long', async () => {
-    const r = await run(300_000, 80_000, 64 * 1024);
-    expect(r.maxChunk).toBe(10_000);
-    expect(Math.max(...r.sleeps)).toBeLessThanOrEqual(130);
-  });
-
-  it('ends its wait when the stream is destroyed', async () => {
-    const bucket = new TokenBucket({ bytesPerSec: 1024, burstBytes: 1024 });
-    const t = throttle(bucket);
-    t.write(Buffer.alloc(8192));
-    await new Promise((r) => setTimeout(r, 20));
-    const t0 = Date.now();
-    t.destroy();
-    await new Promise((r) => t.once('close', r));
-    expect(Date.now() - t0).toBeLessThan(500);
+    const bucket = new TokenBucket({ bytesPerSec: 200_000, burstBytes: 50_000, clock });
+    const slice = sliceBytes(bucket);
+    let sent = 0;
+    while (sent < 1_000_000) {
+      clock.advance(bucket.reserve(slice));
+      sent += slice;
+      expect(sent).toBeLessThanOrEqual(50_000 + (200_000 * clock.now()) / 1000 + slice);
+    }
+    // 950 kB beyond the burst at 200 kB/s: 4.75 s
+    expect(clock.now()).toBeGreaterThanOrEqual(4750);
   });
 });
