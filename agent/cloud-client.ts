@@ -324,6 +324,32 @@ export class CloudClient {
 const PUT_CHUNK_BYTES = 1024 * 1024;
 
 /**
+ * The PUT buffers, kept between PUTs. Each part of a multipart upload is a PUT
+ * of its own: with two fresh 1 MiB buffers per PUT, a 500 MB clip in 16 MiB
+ * parts left 60 MiB of dead buffers outside the V8 heap, which a small heap
+ * collects late, so the peak RSS grew with the clip (bench/upload, 30 MiB).
+ * Free buffers are kept by size, a few of each (two per PUT at the default
+ * concurrency of 2, and a spare pair).
+ */
+const freeBuffers = new Map<number, Buffer[]>();
+const FREE_BUFFERS_PER_SIZE = 6;
+
+function takeBuffer(size: number): Buffer {
+  return freeBuffers.get(size)?.pop() ?? Buffer.allocUnsafe(size);
+}
+
+function giveBuffer(buf: Buffer): void {
+  let list = freeBuffers.get(buf.length);
+  if (!list) {
+    // sizes change only with the cap's rate: forget the old ones
+    freeBuffers.clear();
+    list = [];
+    freeBuffers.set(buf.length, list);
+  }
+  if (list.length < FREE_BUFFERS_PER_SIZE) list.push(buf);
+}
+
+/**
  * Streams a byte range of the file into the request through two buffers that
  * are reused for the whole upload: a buffer is read into again only once its
  * last write has left for the socket (the write callback). createReadStream
@@ -331,12 +357,14 @@ const PUT_CHUNK_BYTES = 1024 * 1024;
  * the agent's upload CPU and a peak RSS that grew with the clip (bench/upload).
  * Memory is two chunks whatever the size; waiting on the writes is the
  * backpressure. With a cap, chunks shrink to the bucket's slice so that no wait
- * is long enough to look like a stalled upload.
+ * is long enough to look like a stalled upload. The buffers go back to the
+ * pool only when the body has been written in full: after a failure, a write
+ * may still hold one.
  */
 async function sendBody(req: http.ClientRequest, fh: FileHandle, range: { start: number; end?: number }, cap: TokenBucket | undefined): Promise<void> {
   const end = range.end ?? (await fh.stat()).size - 1;
   const chunk = cap ? sliceBytes(cap) : PUT_CHUNK_BYTES;
-  const bufs = [Buffer.allocUnsafe(chunk), Buffer.allocUnsafe(chunk)];
+  const bufs = [takeBuffer(chunk), takeBuffer(chunk)];
   const written: (Promise<void> | undefined)[] = [undefined, undefined];
   let pos = range.start;
   for (let i = 0; pos <= end; i++) {
@@ -357,6 +385,7 @@ async function sendBody(req: http.ClientRequest, fh: FileHandle, range: { start:
     });
   }
   await Promise.all(written);
+  for (const buf of bufs) giveBuffer(buf);
   req.end();
 }
 

@@ -37,7 +37,16 @@ export interface AgentUploadJob {
   deviceToken: string;
   /** a fresh, empty folder for the journal */
   dataDir: string;
-  files: { path: string; digest: ClipDigest }[];
+  /** each set is uploaded and measured on its own, one after the other, in this one process */
+  sets: { path: string; digest: ClipDigest }[][];
+  /** uploaded first, outside the measurement: see main() */
+  warmup?: { path: string; digest: ClipDigest };
+}
+
+/** what the process prints: one result per set, and every clip it made (to delete) */
+export interface AgentUploadOutput {
+  sets: AgentUploadResult[];
+  clipIds: string[];
 }
 
 export interface AgentUploadResult {
@@ -52,7 +61,6 @@ export interface AgentUploadResult {
   peakRssSource: 'VmHWM' | 'samples';
   rssBeforeBytes: number;
   hwmProcessBytes: number;
-  clipIds: string[];
 }
 
 function vmHwmBytes(): number | undefined {
@@ -88,51 +96,95 @@ async function main(): Promise<void> {
   const journal = Journal.open(config.dataDir);
   const client = new CloudClient({ baseUrl: config.cloudUrl });
   client.setDeviceCredentials(job.serial, job.deviceToken);
-  const clipIds: string[] = [];
-  let bytes = 0;
+  const addClips = (files: AgentUploadJob['sets'][number], startMs: number): string[] =>
+    files.map((f, i) =>
+      journal.addClip({
+        id: newClipId(startMs + i * 10),
+        channel: config.channel,
+        path: f.path,
+        startMs: startMs + i * 10,
+        durationMs: 10_000,
+        size: f.digest.size,
+        md5: f.digest.md5,
+        sha256: f.digest.sha256,
+        kind: 'continuous',
+        parts: f.digest.parts,
+      }).id,
+    );
+  const newUploader = (): Uploader =>
+    new Uploader({
+      journal,
+      api: client,
+      serial: job.serial,
+      logger: logger.child({ serial: job.serial }),
+      concurrency: config.uploadConcurrency,
+      multipartPartBytes: config.multipartPartBytes,
+    });
+  /** resolves once every one of ids is uploaded; rejects on a refusal that is not retried */
+  const uploadedAll = (uploader: Uploader, ids: string[]): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      const left = new Set(ids);
+      uploader.on('clip-uploaded', (e: ClipUploaded) => {
+        // as the Agent logs each upload
+        logger.info({ clipId: e.clipId, kind: e.kind, size: e.size, uploadMs: e.uploadMs }, 'clip uploaded');
+        left.delete(e.clipId);
+        if (left.size === 0) resolve();
+      });
+      uploader.on('upload-failed', (e: UploadFailed) => {
+        if (e.next !== 'retry') reject(new Error(`clip ${e.clipId}: ${e.code} (HTTP ${e.status}), next: ${e.next}`));
+      });
+    });
   const now = Date.now();
-  for (const [i, f] of job.files.entries()) {
-    const startMs = now - 60_000 + i * 10;
-    const clip = journal.addClip({
-      id: newClipId(startMs),
-      channel: config.channel,
-      path: f.path,
-      startMs,
-      durationMs: 10_000,
-      size: f.digest.size,
-      md5: f.digest.md5,
-      sha256: f.digest.sha256,
-      kind: 'continuous',
-      parts: f.digest.parts,
-    });
-    clipIds.push(clip.id);
-    bytes += f.digest.size;
-  }
-  const uploader = new Uploader({
-    journal,
-    api: client,
-    serial: job.serial,
-    logger: logger.child({ serial: job.serial }),
-    concurrency: config.uploadConcurrency,
-    multipartPartBytes: config.multipartPartBytes,
-  });
-  const done = new Promise<void>((resolve, reject) => {
-    let uploaded = 0;
-    uploader.on('clip-uploaded', (e: ClipUploaded) => {
-      // as the Agent logs each upload
-      logger.info({ clipId: e.clipId, kind: e.kind, size: e.size, uploadMs: e.uploadMs }, 'clip uploaded');
-      uploaded += 1;
-      if (uploaded === clipIds.length) resolve();
-    });
-    uploader.on('upload-failed', (e: UploadFailed) => {
-      if (e.next !== 'retry') reject(new Error(`clip ${e.clipId}: ${e.code} (HTTP ${e.status}), next: ${e.next}`));
-    });
-  });
 
-  // A running agent made its first HTTP call long ago: fetch (undici) is loaded
-  // lazily on first use, which would cost the first upload ~50 ms of CPU here.
+  // A running agent has uploaded before: its code paths are compiled (JIT) and
+  // its modules loaded, e.g. fetch (undici) is loaded lazily on first use. A
+  // fresh process pays for that on its first clip (~0.1 s of CPU, a third of
+  // the agent's figure for 256 MB). One small clip through the whole path
+  // first, unmeasured, then the measured clips through a new Uploader.
+  const warmIds: string[] = [];
+  if (job.warmup) {
+    warmIds.push(...addClips([job.warmup], now - 120_000));
+    const warm = newUploader();
+    const warmDone = uploadedAll(warm, warmIds);
+    warm.start();
+    await warmDone;
+    await warm.stop({ graceMs: 0 });
+  }
   await (await fetch(`${config.cloudUrl}/healthz`)).text();
 
+  const clipIds: string[] = [...warmIds];
+  const sets: AgentUploadResult[] = [];
+  for (const [n, files] of job.sets.entries()) {
+    const ids = addClips(files, now - 60_000 + n * 1000);
+    clipIds.push(...ids);
+    sets.push(await measuredUpload(newUploader(), uploadedAll, ids, files.reduce((s, f) => s + f.digest.size, 0), config));
+  }
+  journal.close();
+  const output: AgentUploadOutput = { sets, clipIds };
+  process.stdout.write(`${JSON.stringify(output)}\n`);
+}
+
+/**
+ * Uploads ids with a fresh Uploader and measures it: wall, CPU (all threads),
+ * and the peak resident set of just this phase.
+ */
+async function measuredUpload(
+  uploader: Uploader,
+  uploadedAll: (uploader: Uploader, ids: string[]) => Promise<void>,
+  ids: string[],
+  bytes: number,
+  config: { uploadConcurrency: number; multipartPartBytes: number },
+): Promise<AgentUploadResult> {
+  const done = uploadedAll(uploader, ids);
+  // start the measured phase from a collected heap, so the figure is what the
+  // upload adds and not whatever garbage came before (the bench runs this with
+  // --expose-gc). V8 sweeps and gives pages back concurrently: collect twice,
+  // with a pause, or a phase can start 20 MiB above the next one.
+  const gc = (globalThis as { gc?: () => void }).gc;
+  for (let i = 0; gc && i < 2; i++) {
+    gc();
+    await new Promise((r) => setTimeout(r, 200));
+  }
   const rssBeforeBytes = process.memoryUsage.rss();
   let sampledPeak = rssBeforeBytes;
   const hwmLoading = vmHwmBytes() ?? rssBeforeBytes;
@@ -143,6 +195,14 @@ async function main(): Promise<void> {
     : setInterval(() => {
         sampledPeak = Math.max(sampledPeak, process.memoryUsage.rss());
       }, 20);
+  // UPLOAD_BENCH_MEM_TRACE=1: the process's memory every 250 ms on stderr, to see what grows
+  const trace = process.env.UPLOAD_BENCH_MEM_TRACE
+    ? setInterval(() => {
+        const m = process.memoryUsage();
+        const mib = (x: number): string => (x / 1048576).toFixed(1);
+        process.stderr.write(`mem rss=${mib(m.rss)} heapUsed=${mib(m.heapUsed)} external=${mib(m.external)} arrayBuffers=${mib(m.arrayBuffers)}\n`);
+      }, 250)
+    : undefined;
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   uploader.start();
@@ -150,13 +210,12 @@ async function main(): Promise<void> {
   const wallMs = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
   if (sampler) clearInterval(sampler);
+  if (trace) clearInterval(trace);
   sampledPeak = Math.max(sampledPeak, process.memoryUsage.rss());
   const hwm = vmHwmBytes();
   await uploader.stop({ graceMs: 0 });
-  journal.close();
-
-  const result: AgentUploadResult = {
-    clips: clipIds.length,
+  return {
+    clips: ids.length,
     bytes,
     concurrency: config.uploadConcurrency,
     partBytes: config.multipartPartBytes,
@@ -167,9 +226,7 @@ async function main(): Promise<void> {
     peakRssSource: hwmReset && hwm !== undefined ? 'VmHWM' : 'samples',
     rssBeforeBytes,
     hwmProcessBytes: Math.max(hwmLoading, hwm ?? 0, sampledPeak),
-    clipIds,
   };
-  process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
 main().then(
