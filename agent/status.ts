@@ -40,6 +40,8 @@ export interface DeviceStatus {
   evicted: { clips: number; bytes: number };
   /** partial segments with nothing playable left, dropped at start-up */
   droppedSegments: number;
+  /** the recorder's troubles: frozen inputs caught by the watchdog, stream changes that cut a segment, segments with no video */
+  recording: { stalls: number; streamChanges: number; segmentsWithoutVideo: number };
   disk: {
     /** bytes of the segment files the journal knows */
     segmentsBytes: number;
@@ -98,6 +100,8 @@ export async function readDeviceStatus(config: StatusConfig, opts: StatusOptions
       lost: { clips: n('lost_clips'), bytes: n('lost_bytes') },
       evicted: { clips: n('evicted_clips'), bytes: n('evicted_bytes') },
       droppedSegments: n('dropped_segments'),
+      // the keys of RECORDING_STATS in agent.ts (not imported: agent.ts pulls in the whole recorder)
+      recording: { stalls: n('recorder_stalls'), streamChanges: n('stream_changes'), segmentsWithoutVideo: n('segments_without_video') },
       disk: disk
         ? {
             segmentsBytes,
@@ -149,6 +153,7 @@ export function formatDeviceStatus(st: DeviceStatus, now: number = Date.now()): 
     `last error:    ${st.lastError ? `${st.lastError.code} at ${when(st.lastError.at)}${st.lastError.clipId ? ` on clip ${st.lastError.clipId}` : ''}: ${st.lastError.message}` : 'none'}`,
     `footage lost:  ${plural(st.lost.clips, 'clip')}, ${formatBytes(st.lost.bytes)}; dropped segments: ${st.droppedSegments}`,
     `ring buffer:   ${plural(st.evicted.clips, 'clip')} evicted, ${formatBytes(st.evicted.bytes)}`,
+    `recording:     ${plural(st.recording.stalls, 'stall')} (input frozen, ffmpeg restarted), ${plural(st.recording.streamChanges, 'stream change')}, ${plural(st.recording.segmentsWithoutVideo, 'segment')} without video`,
     st.disk
       ? `disk:          segments ${formatBytes(st.disk.segmentsBytes)} of a ${formatBytes(st.disk.maxBytes)} quota; ${formatBytes(st.disk.freeBytes)} free of ${formatBytes(st.disk.totalBytes)} (reserve ${formatBytes(st.disk.minFreeBytes)})`
       : 'disk:          cannot be measured',

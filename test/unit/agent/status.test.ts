@@ -37,6 +37,7 @@ describe('agent status', () => {
     j.markEvicted([lost.id, up.id]);
     j.setStatInfo('last_error', { code: 'NETWORK_ERROR', status: 0, clipId: oldest.id, at: T0, message: 'POST /v1/device/uploads: ECONNREFUSED' });
     j.addStats({ dropped_segments: 2 });
+    j.addStats({ recorder_stalls: 3, stream_changes: 1 });
     j.close();
 
     const st = await readDeviceStatus(config(), { clock: new ManualClock(T0 + 60_000), diskUsage: disk });
@@ -47,6 +48,7 @@ describe('agent status', () => {
       lost: { clips: 1, bytes: 8000 },
       evicted: { clips: 2, bytes: 12_000 },
       droppedSegments: 2,
+      recording: { stalls: 3, streamChanges: 1, segmentsWithoutVideo: 0 },
       disk: { segmentsBytes: 3000, maxBytes: Math.floor(10 * 1024 ** 3 * 0.8), minFreeBytes: 256 * 1024 * 1024, freeBytes: 5 * 1024 ** 3 },
       counts: { queued: 2, uploaded: 1, lost: 1 },
     });
@@ -56,6 +58,7 @@ describe('agent status', () => {
     expect(text).toContain('at risk:       2.9 KiB not in the cloud');
     expect(text).toMatch(/last error: +NETWORK_ERROR at 2026-03-01T12:00:00.000Z \(1 min 0 s ago\) on clip \w+: POST/);
     expect(text).toContain('footage lost:  1 clip, 7.8 KiB; dropped segments: 2');
+    expect(text).toContain('recording:     3 stalls (input frozen, ffmpeg restarted), 1 stream change, 0 segments without video');
     expect(text).toContain('disk:          segments 2.9 KiB of a 8.0 GiB quota; 5.0 GiB free of 10 GiB (reserve 256 MiB)');
   });
 
