@@ -15,7 +15,8 @@
  * cut short upstream too.
  *
  * The cloud must sign URLs for the proxy (publicUrl), so presigned PUTs go
- * through it as well.
+ * through it as well; on S3, the cloud's S3 endpoint is the proxy, and
+ * `route` sends the bucket's paths to the store.
  */
 import { EventEmitter } from 'node:events';
 import { createServer, request, type IncomingMessage, type OutgoingHttpHeaders, type Server } from 'node:http';
@@ -47,6 +48,13 @@ export interface SlowProxyOptions {
 export interface SlowProxy extends EventEmitter {
   readonly url: string;
   target: string | undefined;
+  /**
+   * where a request goes instead of target, by its path (undefined: target).
+   * On S3 the device's PUTs go to the store, not the cloud: with the cloud's
+   * S3 endpoint set to this proxy, S3 paths route to the real store and the
+   * signatures, which cover the host, still match.
+   */
+  route: ((path: string) => string | undefined) | undefined;
   /** requests whose answer the device has not had yet */
   inflight(): InFlightRequest[];
   /** requests seen, by kind */
@@ -131,7 +139,7 @@ export async function startSlowProxy(opts: SlowProxyOptions): Promise<SlowProxy>
 
     void (async () => {
       await sleep(half);
-      const target = proxy.target;
+      const target = proxy.route?.(path) ?? proxy.target;
       if (!target) {
         res.writeHead(502).end('no target');
         return;
@@ -179,6 +187,7 @@ export async function startSlowProxy(opts: SlowProxyOptions): Promise<SlowProxy>
   const proxy = Object.assign(emitter, {
     url: `http://127.0.0.1:${port}`,
     target: opts.target,
+    route: undefined,
     counts,
     inflight: () => [...live.values()].map((e) => ({ ...e })),
     close: () =>
