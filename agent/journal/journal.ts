@@ -491,6 +491,27 @@ export class Journal {
   }
 
   /**
+   * Forgets clips whose files are gone and whose story is over: uploaded clips
+   * the ring buffer has deleted, and lost ones, once that happened before
+   * `beforeMs`. Without this a camera's journal grows by every segment it ever
+   * recorded (8,640 rows a day at 10 s segments), and every query and the SD
+   * card pay for it. Kept: anything with a file on the device, anything still
+   * to upload or refused, and the newest uploaded clip (`agent status` shows
+   * the last upload). The counters in agent_stats are not touched. At most
+   * `limit` rows in one short transaction; returns how many went.
+   */
+  pruneHistory(beforeMs: number, limit = 1000): number {
+    return this.stmt(
+      `DELETE FROM clips WHERE id IN (
+         SELECT id FROM clips
+          WHERE state IN ('uploaded', 'lost')
+            AND COALESCE(evicted_at, CASE WHEN state = 'lost' THEN created_at END) < @before
+            AND id IS NOT (SELECT id FROM clips WHERE state = 'uploaded' ORDER BY uploaded_at DESC, id DESC LIMIT 1)
+          LIMIT @limit)`,
+    ).run({ before: beforeMs, limit }).changes;
+  }
+
+  /**
    * markLost, and the footage counted as lost in the same transaction (the
    * file is gone before upload: deleted by hand, or lost by the card).
    */

@@ -76,6 +76,10 @@ export const DEFAULT_QUOTA_FRACTION = 0.8;
 /** after ENOSPC, at least this much is freed, whatever statfs says */
 export const EMERGENCY_FREE_BYTES = 16 * 1024 * 1024;
 const DEFAULT_INTERVAL_MS = 30_000;
+/** journal rows of clips whose files are gone and whose upload is settled are forgotten after this */
+export const JOURNAL_HISTORY_MS = 7 * 86_400_000;
+/** how often the keeper prunes that history */
+const PRUNE_EVERY_MS = 3_600_000;
 /** withSpace makes room and tries again at most this many times */
 const SPACE_RETRIES = 2;
 
@@ -108,6 +112,7 @@ export class StorageKeeper extends EventEmitter {
   private quota: number | undefined;
   private last: StorageCheck | undefined;
   private wasShort = false;
+  private prunedAt = Number.NEGATIVE_INFINITY;
 
   constructor(opts: StorageKeeperOptions) {
     super();
@@ -223,6 +228,7 @@ export class StorageKeeper extends EventEmitter {
       } catch (err) {
         this.log.error({ err }, 'storage check failed');
       }
+      this.pruneJournal();
       nextAt = this.clock.now() + this.intervalMs;
     }
   }
@@ -321,6 +327,29 @@ export class StorageKeeper extends EventEmitter {
     }
     this.emit('evicted', report);
     return report;
+  }
+
+  /**
+   * Once an hour: forgets the journal rows of clips that left the device
+   * more than JOURNAL_HISTORY_MS ago (Journal.pruneHistory), a batch at a
+   * time. A failure (a full disk) changes nothing and waits for the next hour.
+   */
+  pruneJournal(): number {
+    const now = this.clock.now();
+    if (now - this.prunedAt < PRUNE_EVERY_MS) return 0;
+    this.prunedAt = now;
+    let total = 0;
+    try {
+      for (;;) {
+        const n = this.journal.pruneHistory(now - JOURNAL_HISTORY_MS);
+        total += n;
+        if (n === 0 || this.stopping.signal.aborted) break;
+      }
+    } catch (err) {
+      this.log.warn({ code: (err as { code?: string }).code }, 'could not prune the journal history; trying again later');
+    }
+    if (total > 0) this.log.info({ rows: total }, 'journal: forgot clips that left the device over a week ago');
+    return total;
   }
 
   /** Gives the WAL's disk space back, if it can; a failure here changes nothing. */

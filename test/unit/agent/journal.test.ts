@@ -189,3 +189,53 @@ describe('journal', () => {
     raw.close();
   });
 });
+
+describe('journal history', () => {
+  it('forgets settled clips whose files left the device before the cutoff, and keeps everything else', () => {
+    const j = Journal.open(dir, { clock });
+    const DAY = 86_400_000;
+    const up = (startMs: number) => {
+      const c = j.addClip(clip(startMs));
+      j.markUploading(c.id);
+      j.markUploaded(c.id);
+      return c;
+    };
+    const oldUploadedEvicted = up(T0 - 30 * DAY);
+    const oldUploadedKept = up(T0 - 29 * DAY); // uploaded, file still on the device
+    const oldLostEvicted = j.addClip(clip(T0 - 28 * DAY)); // evicted before upload: lost
+    const queued = j.addClip(clip(T0 - 27 * DAY)); // still to upload
+    const failed = j.addClip(clip(T0 - 26 * DAY));
+    j.markFailed(failed.id, 'CONTENT_MD5_MISMATCH');
+    const vanished = j.addClip(clip(T0 - 25 * DAY));
+    j.markClipLost(vanished.id, 'FILE_MISSING'); // lost without eviction: created_at counts
+    j.markEvicted([oldUploadedEvicted.id, oldLostEvicted.id]);
+    clock.advance(20 * DAY);
+    const recentEvicted = up(T0 - DAY);
+    j.markEvicted([recentEvicted.id]);
+    const newestEvicted = up(T0);
+    j.markEvicted([newestEvicted.id]);
+    const statsBefore = j.stats();
+
+    // a cutoff after every eviction: only the states decide; the newest uploaded clip is always kept
+    expect(j.pruneHistory(clock.now() + DAY)).toBe(4);
+    const left = new Set(j.listClips().map((c) => c.id));
+    for (const c of [oldUploadedKept, queued, failed, newestEvicted]) expect(left.has(c.id)).toBe(true);
+    for (const c of [oldUploadedEvicted, oldLostEvicted, vanished, recentEvicted]) expect(left.has(c.id)).toBe(false);
+    expect(j.queueSummary().lastUpload?.clipId).toBe(newestEvicted.id);
+    // the lost-footage counters stay
+    expect(j.stats()).toEqual(statsBefore);
+    expect(j.pruneHistory(clock.now() + DAY)).toBe(0);
+    j.close();
+  });
+
+  it('goes in batches of at most `limit` rows', () => {
+    const j = Journal.open(dir, { clock });
+    const ids = Array.from({ length: 5 }, (_, i) => j.addClip(clip(T0 - 100_000 + i * 1000)).id);
+    for (const id of ids) j.markClipLost(id, 'FILE_MISSING');
+    expect(j.pruneHistory(T0 + 1, 2)).toBe(2);
+    expect(j.pruneHistory(T0 + 1, 2)).toBe(2);
+    expect(j.pruneHistory(T0 + 1, 2)).toBe(1);
+    expect(j.listClips()).toEqual([]);
+    j.close();
+  });
+});

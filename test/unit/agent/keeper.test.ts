@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Journal, type ClipRow } from '../../../agent/journal/journal.js';
-import { isDiskFull, resolveQuota, StorageKeeper, type UploadsHandle } from '../../../agent/storage/keeper.js';
+import { isDiskFull, JOURNAL_HISTORY_MS, resolveQuota, StorageKeeper, type UploadsHandle } from '../../../agent/storage/keeper.js';
 import { evictionOrder, type DiskUsage } from '../../../agent/storage/ring-buffer.js';
 import { ManualClock } from '../../../shared/clock.js';
 import { newClipId } from '../../../shared/ids.js';
@@ -253,5 +253,38 @@ describe('journal, ring buffer side', () => {
       oldestWaiting: { clipId: old.id, startMs: old.startMs },
       lastUpload: { clipId: u.id, at: T0 + 1000 },
     });
+  });
+});
+
+describe('journal history kept by the keeper', () => {
+  it('prunes rows of clips evicted over a week ago, at most once an hour, and logs how many', async () => {
+    const a = clip('continuous', 'uploaded');
+    const b = clip('continuous', 'uploaded');
+    const newest = clip('continuous', 'uploaded');
+    await keeper({ maxBytes: 1 }).check(); // everything uploaded goes
+    expect([a, b, newest].map((c) => journal.evictedAtByPath(c.path))).toEqual([T0, T0, T0]);
+    const k = keeper();
+    clock.advance(JOURNAL_HISTORY_MS - 1);
+    // evicted a millisecond short of a week ago: kept
+    expect(k.pruneJournal()).toBe(0);
+    clock.advance(3_600_000);
+    expect(k.pruneJournal()).toBe(2);
+    expect([a, b].map((c) => journal.getClip(c.id))).toEqual([undefined, undefined]);
+    // the newest upload stays, for `agent status`
+    expect(journal.listClips().map((c) => c.id)).toEqual([newest.id]);
+    expect(logLines.some((l) => l.msg.includes('journal: forgot') && l.rows === 2)).toBe(true);
+
+    // one more old, evicted clip (made with the clock set back, uploaded before `newest`)
+    const now = clock.now();
+    clock.set(T0 - 1000);
+    const old = clip('continuous', 'uploaded');
+    await keeper({ maxBytes: 1 }).check();
+    clock.set(now + 10 * 60_000);
+    // ten minutes after the last prune: not yet
+    expect(k.pruneJournal()).toBe(0);
+    expect(journal.getClip(old.id)).toBeDefined();
+    clock.advance(3_600_000);
+    expect(k.pruneJournal()).toBe(1);
+    expect(journal.getClip(old.id)).toBeUndefined();
   });
 });
