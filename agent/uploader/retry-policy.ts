@@ -137,7 +137,16 @@ export function exhaustedGivesUp(code: string): boolean {
   return INTEGRITY_CODES.has(code);
 }
 
-/** Failures that say the network, not this clip, is the problem. */
+/** a gateway or a cloud that is down or overloaded: every clip would get the same answer */
+const CLOUD_DOWN_STATUSES: ReadonlySet<number> = new Set([502, 503, 504]);
+
+/**
+ * Failures that say the network or the cloud, not this clip, is the problem,
+ * so the whole queue pauses once a clip has used up its retries: no route to
+ * the cloud, a timeout, a certificate the device refuses (it is the cloud's,
+ * the same for every clip), or a gateway answering 502/503/504.
+ */
 export function isNetworkFailure(failure: { status: number; code: string }): boolean {
-  return failure.status === 0 && (failure.code === 'NETWORK_ERROR' || failure.code === 'TIMEOUT');
+  if (failure.status === 0) return failure.code === 'NETWORK_ERROR' || failure.code === 'TIMEOUT' || failure.code === 'TLS_CERT_INVALID';
+  return CLOUD_DOWN_STATUSES.has(failure.status);
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseRetryAfter, errorCodeFromBody } from '../../../agent/cloud-client.js';
 import { restartDelayMs, DEFAULT_RESTART_POLICY } from '../../../agent/recorder/recorder.js';
-import { classifyFailure, DEFAULT_RETRY_POLICY, retryDelayMs, type RetryPolicy } from '../../../agent/uploader/retry-policy.js';
+import { classifyFailure, DEFAULT_RETRY_POLICY, isNetworkFailure, retryDelayMs, type RetryPolicy } from '../../../agent/uploader/retry-policy.js';
 
 const policy: RetryPolicy = { ...DEFAULT_RETRY_POLICY, minDelayMs: 1000, maxDelayMs: 30_000, factor: 2, jitter: 0 };
 
@@ -75,6 +75,30 @@ describe('what a failure leads to', () => {
     const p = { ...DEFAULT_RETRY_POLICY, retryableStatuses: [418] };
     expect(classifyFailure(p, { status: 418, code: 'HTTP_418' })).toBe('retry');
     expect(classifyFailure(p, { status: 503, code: 'HTTP_503' })).toBe('fail');
+  });
+});
+
+describe('failures that pause the whole queue', () => {
+  it('are the network, a refused certificate and a cloud that is down; never a refusal of one clip', () => {
+    for (const f of [
+      { status: 0, code: 'NETWORK_ERROR' },
+      { status: 0, code: 'TIMEOUT' },
+      { status: 0, code: 'TLS_CERT_INVALID' },
+      { status: 502, code: 'BAD_GATEWAY' },
+      { status: 503, code: 'SHUTTING_DOWN' },
+      { status: 504, code: 'GATEWAY_TIMEOUT' },
+    ]) {
+      expect(isNetworkFailure(f), JSON.stringify(f)).toBe(true);
+    }
+    for (const f of [
+      { status: 0, code: 'FILE_MISSING' },
+      { status: 500, code: 'INTERNAL' },
+      { status: 429, code: 'RATE_LIMITED' },
+      { status: 400, code: 'CONTENT_MD5_MISMATCH' },
+      { status: 409, code: 'UPLOAD_OBJECT_MISSING' },
+    ]) {
+      expect(isNetworkFailure(f), JSON.stringify(f)).toBe(false);
+    }
   });
 });
 
