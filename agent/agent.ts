@@ -162,6 +162,7 @@ export class Agent extends EventEmitter {
     this.retryPolicy = opts.retryPolicy;
     this.client = new CloudClient({
       baseUrl: config.cloudUrl,
+      caFile: config.caFile,
       clock,
       uploadBytesPerSec: config.uploadBytesPerSec,
       uploadBurstBytes: config.uploadBurstBytes,

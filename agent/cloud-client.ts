@@ -1,7 +1,9 @@
+import { readFileSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { open } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
+import { rootCertificates } from 'node:tls';
 import type { z } from 'zod';
 import { systemClock, type Clock } from '../shared/clock.js';
 import { ErrorResponse } from '../shared/contracts/common.js';
@@ -24,7 +26,63 @@ export const CLIENT_CODES = {
   /** the file's size differs from the one journaled and signed */
   FILE_CHANGED: 'FILE_CHANGED',
   FILE_UNREADABLE: 'FILE_UNREADABLE',
+  /**
+   * The server's TLS certificate was refused: not issued by a trusted CA
+   * (Node's bundled roots, plus caFile), self-signed, expired, or for another
+   * host name. No request was sent. Retried with backoff like a network
+   * failure: an operator fixes the certificate or the CA file, and uploads
+   * resume without a restart of the camera.
+   */
+  TLS_CERT_INVALID: 'TLS_CERT_INVALID',
 } as const;
+
+/**
+ * Node's codes for a certificate that failed verification: OpenSSL's X509
+ * verify results (as Node names them) and Node's own host name check.
+ */
+const CERT_ERROR_CODES: ReadonlySet<string> = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_CRL',
+  'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
+  'UNABLE_TO_DECRYPT_CRL_SIGNATURE',
+  'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY',
+  'CERT_SIGNATURE_FAILURE',
+  'CRL_SIGNATURE_FAILURE',
+  'CERT_NOT_YET_VALID',
+  'CERT_HAS_EXPIRED',
+  'CRL_NOT_YET_VALID',
+  'CRL_HAS_EXPIRED',
+  'ERROR_IN_CERT_NOT_BEFORE_FIELD',
+  'ERROR_IN_CERT_NOT_AFTER_FIELD',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'CERT_CHAIN_TOO_LONG',
+  'CERT_REVOKED',
+  'INVALID_CA',
+  'PATH_LENGTH_EXCEEDED',
+  'INVALID_PURPOSE',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'HOSTNAME_MISMATCH',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'ERR_TLS_CERT_ALTNAME_FORMAT',
+]);
+
+/** The verification code of a refused certificate (fetch puts it on the cause), or undefined. */
+export function certificateErrorCode(err: unknown): string | undefined {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
+    if (typeof e.code === 'string' && CERT_ERROR_CODES.has(e.code)) return e.code;
+  }
+  return undefined;
+}
+
+/** A refused certificate as the client reports it: the verification code, the host, never a URL. */
+function certificateError(status: number, what: string, certCode: string, err: unknown): CloudError {
+  const hint = certCode.includes('ALTNAME') || certCode === 'HOSTNAME_MISMATCH' ? 'the certificate is for another host name' : 'is caFile (CAMVAULT_AGENT_CA_FILE) the CA that issued it?';
+  return new CloudError(status, CLIENT_CODES.TLS_CERT_INVALID, `${what}: the server's TLS certificate was refused (${networkMessage(err)}); ${hint}`);
+}
 
 /** A refusal or failure of a cloud call. status is 0 when no HTTP answer came. */
 export class CloudError extends Error {
@@ -102,7 +160,16 @@ export interface CloudClientOptions {
   /** an upload that makes no progress for this long is abandoned */
   putIdleTimeoutMs?: number;
   clock?: Clock;
+  /**
+   * Make the JSON calls through this fetch instead of node:http(s) (tests).
+   * Node's global fetch cannot take caFile: with one, leave this unset.
+   */
   fetch?: typeof fetch;
+  /**
+   * A PEM file of CA certificates trusted for every https call (the JSON API
+   * and the PUTs to presigned URLs), in addition to Node's bundled roots.
+   */
+  caFile?: string;
   /** the cap on PUT bodies, all uploads together, in bytes a second; 0 or absent: none */
   uploadBytesPerSec?: number;
   /** the cap's burst (TokenBucket's default when absent) */
@@ -118,7 +185,10 @@ export class CloudClient {
   private readonly timeoutMs: number;
   private readonly putIdleTimeoutMs: number;
   private readonly clock: Clock;
-  private readonly fetchFn: typeof fetch;
+  private readonly fetchFn: typeof fetch | undefined;
+  /** keep-alive connections for the JSON calls and the PUTs; the https one carries caFile */
+  private readonly httpAgent: http.Agent;
+  private readonly httpsAgent: https.Agent;
   private authorization: string | undefined;
   /** shared by every PUT stream of this client (whole clips and parts) */
   private readonly uploadCap: TokenBucket | undefined;
@@ -128,7 +198,17 @@ export class CloudClient {
     this.timeoutMs = opts.timeoutMs ?? 15_000;
     this.putIdleTimeoutMs = opts.putIdleTimeoutMs ?? 30_000;
     this.clock = opts.clock ?? systemClock;
-    this.fetchFn = opts.fetch ?? fetch;
+    this.fetchFn = opts.fetch;
+    // as Node's global agents: keep-alive, an idle socket closed after 5 s
+    // (well before fastify's 72 s, so the server never closes one under us)
+    const agentOptions = { keepAlive: true, scheduling: 'lifo' as const, timeout: 5000 };
+    this.httpAgent = new http.Agent(agentOptions);
+    this.httpsAgent = new https.Agent({
+      ...agentOptions,
+      // `ca` replaces the default trust: give the bundled roots back, so a
+      // presigned URL on a public S3 endpoint still verifies
+      ...(opts.caFile !== undefined ? { ca: [...rootCertificates, readFileSync(opts.caFile, 'utf8')] } : {}),
+    });
     if (opts.uploadBytesPerSec !== undefined && opts.uploadBytesPerSec > 0) {
       this.uploadCap = new TokenBucket({ bytesPerSec: opts.uploadBytesPerSec, burstBytes: opts.uploadBurstBytes });
     }
@@ -178,18 +258,12 @@ export class CloudClient {
     let text: string;
     let retryAfter: string | null;
     try {
-      const res = await this.fetchFn(this.baseUrl + path, {
-        method,
-        headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal,
-      });
-      status = res.status;
-      retryAfter = res.headers.get('retry-after');
-      text = await res.text();
+      ({ status, retryAfter, text } = await this.send(method, this.baseUrl + path, headers, body === undefined ? undefined : JSON.stringify(body), signal));
     } catch (err) {
       if (opts.signal?.aborted) throw new CloudError(0, CLIENT_CODES.ABORTED, 'aborted');
       if (timeout.aborted) throw new CloudError(status, CLIENT_CODES.TIMEOUT, `${method} ${path} timed out after ${this.timeoutMs} ms`);
+      const certCode = certificateErrorCode(err);
+      if (certCode !== undefined) throw certificateError(status, `${method} ${path}`, certCode, err);
       throw new CloudError(status, CLIENT_CODES.NETWORK_ERROR, `${method} ${path}: ${networkMessage(err)}`);
     }
     if (status < 200 || status >= 300) {
@@ -207,6 +281,60 @@ export class CloudClient {
       throw new CloudError(status, CLIENT_CODES.BAD_RESPONSE, `${method} ${path}: unexpected answer (${parsed.error.issues[0]?.path.join('.') ?? ''})`);
     }
     return parsed.data as z.output<S>;
+  }
+
+  /**
+   * One JSON request and its answer, read whole. Through node:http(s) and this
+   * client's agents (so caFile applies), or the fetch given in the options.
+   */
+  private async send(
+    method: string,
+    url: string,
+    headers: Record<string, string>,
+    body: string | undefined,
+    signal: AbortSignal,
+  ): Promise<{ status: number; retryAfter: string | null; text: string }> {
+    if (this.fetchFn) {
+      const res = await this.fetchFn(url, { method, headers, body, signal });
+      return { status: res.status, retryAfter: res.headers.get('retry-after'), text: await res.text() };
+    }
+    const target = new URL(url);
+    const secure = target.protocol === 'https:';
+    const sendHeaders = body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) };
+    return new Promise((resolve, reject) => {
+      const req = (secure ? https : http).request(target, {
+        method,
+        headers: sendHeaders,
+        agent: secure ? this.httpsAgent : this.httpAgent,
+        signal,
+      });
+      req.on('error', reject);
+      req.on('response', (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          size += c.length;
+          // a presign answer for 1024 parts is about 1 MB; anything far beyond is not ours
+          if (size > MAX_JSON_ANSWER_BYTES) {
+            req.destroy(new Error(`the answer is larger than ${MAX_JSON_ANSWER_BYTES} bytes`));
+            return;
+          }
+          chunks.push(c);
+        });
+        res.on('error', reject);
+        res.on('close', () => {
+          if (!res.complete) reject(new Error('the connection closed before the answer was complete'));
+        });
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            retryAfter: headerValue(res.headers['retry-after']) ?? null,
+            text: Buffer.concat(chunks).toString('utf8'),
+          }),
+        );
+      });
+      req.end(body);
+    });
   }
 
   /**
@@ -266,7 +394,7 @@ export class CloudClient {
         signal?.removeEventListener('abort', onAbort);
         fn();
       };
-      const req = transport.request(url, { method: 'PUT', headers: presigned.headers });
+      const req = transport.request(url, { method: 'PUT', headers: presigned.headers, agent: url.protocol === 'https:' ? this.httpsAgent : this.httpAgent });
       const onAbort = (): void => {
         req.destroy();
         settle(() => reject(new CloudError(0, CLIENT_CODES.ABORTED, 'aborted')));
@@ -307,6 +435,11 @@ export class CloudClient {
         // after a refusal the server may reset the connection while the body
         // is still going out; the response (if any) settles the call
         setImmediate(() => {
+          const certCode = certificateErrorCode(err);
+          if (certCode !== undefined) {
+            settle(() => reject(certificateError(0, 'PUT', certCode, err)));
+            return;
+          }
           const code = (err as NodeJS.ErrnoException).syscall === 'read' ? CLIENT_CODES.FILE_UNREADABLE : CLIENT_CODES.NETWORK_ERROR;
           settle(() => reject(new CloudError(0, code, networkMessage(err))));
         });
@@ -319,6 +452,9 @@ export class CloudClient {
     });
   }
 }
+
+/** The most of a JSON answer the client reads. */
+const MAX_JSON_ANSWER_BYTES = 16 * 1024 * 1024;
 
 /** Without a cap, the body goes out in 1 MiB reads. */
 const PUT_CHUNK_BYTES = 1024 * 1024;

@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
@@ -38,6 +39,12 @@ const AgentConfigSchema = z
     bindCode: BindCode.optional(),
     /** false: the agent refuses a plain http: cloudUrl (P10) */
     development: z.boolean().default(false),
+    /**
+     * A PEM file of CA certificates the agent trusts for the cloud (a private
+     * CA), in addition to Node's bundled public roots: presigned upload URLs
+     * may point at a public S3 endpoint. Checked when the config loads.
+     */
+    caFile: z.string().min(1, 'must name a PEM file').optional(),
     uploadConcurrency: z.number().int().min(1).max(16).default(2),
     /**
      * Clips above 5 MiB are hashed in parts of this size too, so the cloud can
@@ -106,6 +113,7 @@ export const AGENT_ENV: Record<string, keyof AgentConfigInput> = {
   CAMVAULT_AGENT_SEGMENT_SECONDS: 'segmentSeconds',
   CAMVAULT_AGENT_BIND_CODE: 'bindCode',
   CAMVAULT_AGENT_DEVELOPMENT: 'development',
+  CAMVAULT_AGENT_CA_FILE: 'caFile',
   CAMVAULT_AGENT_UPLOAD_CONCURRENCY: 'uploadConcurrency',
   CAMVAULT_AGENT_MULTIPART_PART_BYTES: 'multipartPartBytes',
   CAMVAULT_AGENT_LOG_LEVEL: 'logLevel',
@@ -188,6 +196,7 @@ export function loadAgentConfig(opts: LoadAgentConfigOptions = {}): AgentConfig 
     throw new AgentConfigError(`invalid agent config: ${field}: ${issue?.message ?? 'invalid'}${from ? ` (from ${from})` : ''}`);
   }
   const c = result.data;
+  const caFile = c.caFile !== undefined ? checkCaFile(resolve(c.caFile), sources.caFile ?? opts.file) : undefined;
   let ffmpegPath = c.ffmpegPath;
   if (!ffmpegPath) {
     try {
@@ -196,5 +205,29 @@ export function loadAgentConfig(opts: LoadAgentConfigOptions = {}): AgentConfig 
       throw new AgentConfigError(`invalid agent config: ffmpegPath: ${(err as Error).message}`);
     }
   }
-  return { ...c, dataDir: resolve(c.dataDir), ffmpegPath };
+  return { ...c, dataDir: resolve(c.dataDir), ffmpegPath, ...(caFile !== undefined ? { caFile } : {}) };
+}
+
+/**
+ * The CA file must hold at least one certificate that parses: a typo or an
+ * empty file would otherwise show up later as every upload refused.
+ */
+function checkCaFile(file: string, from: string | undefined): string {
+  const where = from ? ` (from ${from})` : '';
+  let pem: string;
+  try {
+    pem = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new AgentConfigError(`invalid agent config: caFile: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? 'unknown error'}${where}`);
+  }
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) throw new AgentConfigError(`invalid agent config: caFile: ${file} holds no PEM certificate${where}`);
+  for (const block of blocks) {
+    try {
+      new X509Certificate(block);
+    } catch {
+      throw new AgentConfigError(`invalid agent config: caFile: ${file} holds a certificate that does not parse${where}`);
+    }
+  }
+  return file;
 }

@@ -250,7 +250,10 @@ async function startCloud(dataDir: string): Promise<{
   };
   const email = `bench-${randomBytes(4).toString('hex')}@example.com`;
   const password = 'correct horse battery staple';
+  const outbox = server.mailer as import('../cloud/mail/index.js').DevOutbox;
+  const since = outbox.cursor;
   await call('/v1/accounts', { email, password });
+  await call('/v1/accounts/verify', { email, code: await outbox.waitForCode(email, since) });
   const { token } = await call('/v1/sessions', { email, password });
   await call('/v1/account/plan', { plan: 'premium' }, `Bearer ${token as string}`);
   const { code } = await call('/v1/devices/bind-codes', {}, `Bearer ${token as string}`);

@@ -51,6 +51,7 @@ import { pino } from 'pino';
 import { loadAgentConfig } from '../agent/config.js';
 import { hashClip, type ClipDigest } from '../agent/uploader/multipart.js';
 import { loadCloudConfig } from '../cloud/config.js';
+import type { DevOutbox } from '../cloud/mail/index.js';
 import { startServer } from '../cloud/server.js';
 import { newClipId } from '../shared/ids.js';
 import { createLogger } from '../shared/log.js';
@@ -122,7 +123,10 @@ async function startCloud(dataDir: string): Promise<BenchCloud> {
   };
   const email = `bench-${randomBytes(4).toString('hex')}@example.com`;
   const password = 'correct horse battery staple';
+  const outbox = server.mailer as DevOutbox;
+  const since = outbox.cursor;
   await call('POST', '/v1/accounts', { email, password });
+  await call('POST', '/v1/accounts/verify', { email, code: await outbox.waitForCode(email, since) });
   const { token } = await call('POST', '/v1/sessions', { email, password });
   const sessionAuth = `Bearer ${token as string}`;
   await call('PUT', '/v1/account/plan', { plan: 'premium' }, sessionAuth);

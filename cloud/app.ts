@@ -4,8 +4,13 @@ import { CamvaultError } from '../shared/errors.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import type { CloudConfig } from './config.js';
 import type { AppContext } from './context.js';
-import { clientErrorHandler, errorHandler, notFoundHandler } from './http/error-handler.js';
+import { clientErrorHandler, errorHandler, frameworkErrorHandler, notFoundHandler } from './http/error-handler.js';
+import { applyHardening } from './http/hardening.js';
+import type { TlsMaterial } from './http/tls.js';
+import { DevOutbox } from './mail/outbox.js';
+import type { Mailer } from './mail/types.js';
 import { LocalObjectStore, localObjectRoutes } from './objects/local.js';
+import { openapiRoutes } from './openapi.js';
 import type { ObjectStore } from './objects/types.js';
 import { accountRoutes } from './routes/accounts.js';
 import { clipRoutes } from './routes/clips.js';
@@ -14,6 +19,7 @@ import { deviceUploadRoutes } from './routes/device-uploads.js';
 import { deviceRoutes } from './routes/devices.js';
 import { healthRoutes } from './routes/health.js';
 import { planRoutes } from './routes/plans.js';
+import { shareRoutes } from './routes/shares.js';
 import type { Store } from './store/types.js';
 
 export interface BuildAppOptions {
@@ -26,6 +32,10 @@ export interface BuildAppOptions {
   logger?: Logger;
   /** the server's base URL, known once it listens */
   publicUrl: () => string;
+  /** the cloud's own mail (server.ts makes it from config.mail); absent: a development outbox */
+  mailer?: Mailer;
+  /** serve HTTPS with this certificate and key (server.ts reads config.tls) */
+  https?: TlsMaterial;
 }
 
 /**
@@ -42,6 +52,8 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     // the onRequest hook below gives the same 503 as SHUTTING_DOWN instead
     return503OnClosing: false,
     clientErrorHandler,
+    // a malformed escape or an overlong parameter, before routing: a catalogue answer too
+    frameworkErrors: frameworkErrorHandler,
     // a socket silent this long is dropped: a stalled upload then aborts and its
     // temp file goes, instead of holding a connection open forever
     connectionTimeout: 120_000,
@@ -50,9 +62,20 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     // one access line per request (below) instead of fastify's two: on the
     // presign route logging was the largest cost after the signing itself
     logController: new LogController({ disableRequestLogging: true }),
+    // fastify types an https instance as another generic; routes and hooks see the same request and reply
+    ...(opts.https ? ({ https: opts.https } as object) : {}),
   });
+  // before any route: helmet, CORS, and the body limit of every route (onRoute)
+  applyHardening(app, config, { secure: opts.https !== undefined || config.publicUrl?.startsWith('https://') === true });
 
-  const ctx: AppContext = { config, store, objects, clock: opts.clock ?? systemClock, publicUrl: opts.publicUrl };
+  const ctx: AppContext = {
+    config,
+    store,
+    objects,
+    clock: opts.clock ?? systemClock,
+    publicUrl: opts.publicUrl,
+    mailer: opts.mailer ?? new DevOutbox(),
+  };
 
   let closing = false;
   app.addHook('preClose', async () => {
@@ -92,9 +115,11 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
   });
 
   void app.register(healthRoutes);
+  void app.register(openapiRoutes, ctx);
   void app.register(accountRoutes, ctx);
   void app.register(planRoutes, ctx);
   void app.register(deviceRoutes, ctx);
+  void app.register(shareRoutes, ctx);
   void app.register(deviceClaimRoutes, ctx);
   void app.register(deviceUploadRoutes, ctx);
   void app.register(clipRoutes, ctx);

@@ -50,6 +50,90 @@ export type S3Settings = z.output<typeof S3Settings>;
 
 const LogLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
+/**
+ * The cloud's own mail (verification and reset codes). With no smtpUrl it goes
+ * to the in-memory development outbox (cloud/mail/outbox.ts), which the demo
+ * prints and nobody else reads. The URL holds the relay's password: a config
+ * error names the field, never the value.
+ */
+const MailSettings = z
+  .object({
+    /** smtp://user:pass@host:587 (STARTTLS when offered) or smtps://…:465 */
+    smtpUrl: z
+      .string()
+      .refine((u) => /^smtps?:\/\/[^\s/]+/i.test(u), 'must be an smtp:// or smtps:// URL')
+      .optional(),
+    from: z.string().min(3).max(254).default('camvault <no-reply@camvault.local>'),
+  })
+  .strict();
+export type MailSettings = z.output<typeof MailSettings>;
+
+/** At most `max` requests per fixed window of `windowSec` seconds. */
+const RateLimit = z
+  .object({
+    max: z.number().int().min(1),
+    windowSec: z.number().int().min(1).max(7 * 24 * 3600),
+  })
+  .strict();
+export type RateLimit = z.output<typeof RateLimit>;
+
+/**
+ * Counters live in the metadata store (cloud/http/rate-limit.ts), so every
+ * node sees the same ones. Per-IP limits are generous: many people can sit
+ * behind one address.
+ */
+const RateLimits = z
+  .object({
+    /** POST /v1/sessions and PATCH /v1/account, per account email (known or not) */
+    loginPerAccount: RateLimit.default({ max: 10, windowSec: 900 }),
+    loginPerIp: RateLimit.default({ max: 100, windowSec: 900 }),
+    /** POST /v1/accounts and /v1/accounts/password-reset: each may send a mail */
+    mailPerEmail: RateLimit.default({ max: 5, windowSec: 3600 }),
+    mailPerIp: RateLimit.default({ max: 100, windowSec: 3600 }),
+    /** POST /v1/accounts/verify and …/password-reset/confirm (each code also allows only a few attempts) */
+    codePerIp: RateLimit.default({ max: 100, windowSec: 900 }),
+    /** POST /v1/device/claim */
+    claimPerSerial: RateLimit.default({ max: 10, windowSec: 900 }),
+    claimPerIp: RateLimit.default({ max: 100, windowSec: 900 }),
+  })
+  .strict();
+export type RateLimits = z.output<typeof RateLimits>;
+
+/**
+ * A postgres:// or postgresql:// URL (libpq's form; `?options=-c search_path=…`
+ * picks a schema). The messages never repeat the value: it may hold a password.
+ */
+const DATABASE_URL_RULE = 'must be a postgres:// or postgresql:// URL, or unset for SQLite';
+const DatabaseUrl = z.string().refine((u) => {
+  if (!/^postgres(ql)?:\/\//.test(u)) return false;
+  try {
+    // libpq's `postgres://user@/db?host=/run/postgresql` (a socket, no host) is no WHATWG URL
+    new URL(u.replace('@/', '@localhost/'));
+    return true;
+  } catch {
+    return false;
+  }
+}, DATABASE_URL_RULE);
+
+/** HTTPS: PEM files; both or neither (CAMVAULT_TLS_CERT_FILE, CAMVAULT_TLS_KEY_FILE). Read at start-up (cloud/http/tls.ts). */
+const TlsSettings = z
+  .object({
+    /** the server certificate, followed by any intermediates */
+    certFile: z.string().min(1, 'must name a PEM file'),
+    keyFile: z.string().min(1, 'must name a PEM file'),
+  })
+  .strict();
+export type TlsSettings = z.output<typeof TlsSettings>;
+
+/**
+ * A browser origin allowed to call the API cross-origin: scheme, host and
+ * port, nothing else. A '*' is refused: the API answers with account data.
+ */
+const CorsOrigin = z
+  .string()
+  .refine((o) => o !== '*', "'*' is not allowed; list each origin (https://app.example.com) that may call the API")
+  .refine((o) => o === '*' || /^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?$/.test(o), 'each origin must be scheme://host[:port], without a path');
+
 const CloudConfigSchema = z
   .object({
     host: z.string().min(1).default('127.0.0.1'),
@@ -76,7 +160,24 @@ const CloudConfigSchema = z
     multipartThresholdBytes: z.number().int().min(5 * 1024 * 1024).default(64 * 1024 * 1024),
     /** the s3 driver; absent means the local driver */
     s3: S3Settings.optional(),
+    /** PostgreSQL (CAMVAULT_DATABASE_URL); absent means the SQLite file in dataDir */
+    databaseUrl: DatabaseUrl.optional(),
+    /** connections each node keeps to PostgreSQL (CAMVAULT_DATABASE_POOL_SIZE) */
+    databasePoolSize: z.number().int().min(1).max(1000).default(10),
+    /** serve HTTPS with this certificate and key; absent: plain HTTP (development, or behind a TLS terminator) */
+    tls: TlsSettings.optional(),
+    /** browser origins allowed cross-origin (CORS); empty: none */
+    corsOrigins: z.array(CorsOrigin).default([]),
     logLevel: LogLevel.default('info'),
+    /** the cloud's own mail; absent: the development outbox */
+    mail: MailSettings.default({}),
+    /** how long a mailed verification or reset code is valid */
+    emailCodeTtlMinutes: z.number().int().min(1).max(24 * 60).default(30),
+    /** wrong tries a mailed code survives; then it is dead and a new one must be asked for */
+    emailCodeMaxAttempts: z.number().int().min(1).max(20).default(5),
+    /** after a plan lapses, its clips are kept this long at most, then retention runs out */
+    planGraceDays: z.number().int().min(0).max(365).default(30),
+    rateLimits: RateLimits.default({}),
   })
   .strict();
 
@@ -144,12 +245,14 @@ export function loadCloudConfig(opts: LoadCloudConfigOptions = {}): CloudConfig 
   const env = opts.env ?? process.env;
   const raw: Record<string, unknown> = opts.file ? readConfigFile(opts.file) : {};
 
+  // CAMVAULT_DATABASE_URL selects PostgreSQL; checked here so the line names the variable
   const databaseUrl = env.CAMVAULT_DATABASE_URL;
   if (databaseUrl !== undefined && databaseUrl !== '') {
-    if (/^postgres(ql)?:\/\//.test(databaseUrl)) {
-      throw new ConfigError('CAMVAULT_DATABASE_URL: the PostgreSQL store is not implemented yet; unset it to use SQLite');
-    }
-    throw new ConfigError('CAMVAULT_DATABASE_URL must be a postgres:// URL, or unset for SQLite');
+    if (!DatabaseUrl.safeParse(databaseUrl).success) throw new ConfigError(`invalid config: CAMVAULT_DATABASE_URL ${DATABASE_URL_RULE}`);
+    raw.databaseUrl = databaseUrl;
+  }
+  if (env.CAMVAULT_DATABASE_POOL_SIZE) {
+    raw.databasePoolSize = intFromEnv('CAMVAULT_DATABASE_POOL_SIZE', env.CAMVAULT_DATABASE_POOL_SIZE);
   }
 
   if (env.CAMVAULT_HOST) raw.host = env.CAMVAULT_HOST;
@@ -161,9 +264,32 @@ export function loadCloudConfig(opts: LoadCloudConfigOptions = {}): CloudConfig 
   if (env.CAMVAULT_MULTIPART_THRESHOLD_BYTES) {
     raw.multipartThresholdBytes = intFromEnv('CAMVAULT_MULTIPART_THRESHOLD_BYTES', env.CAMVAULT_MULTIPART_THRESHOLD_BYTES);
   }
+  if (env.CAMVAULT_TLS_CERT_FILE || env.CAMVAULT_TLS_KEY_FILE) {
+    const tls: Record<string, unknown> = { ...((raw.tls as object | undefined) ?? {}) };
+    if (env.CAMVAULT_TLS_CERT_FILE) tls.certFile = env.CAMVAULT_TLS_CERT_FILE;
+    if (env.CAMVAULT_TLS_KEY_FILE) tls.keyFile = env.CAMVAULT_TLS_KEY_FILE;
+    raw.tls = tls;
+  }
+  if (env.CAMVAULT_CORS_ORIGINS !== undefined && env.CAMVAULT_CORS_ORIGINS.trim() !== '') {
+    raw.corsOrigins = env.CAMVAULT_CORS_ORIGINS.split(',').map((o) => o.trim()).filter((o) => o !== '');
+  }
+  if (env.CAMVAULT_SMTP_URL || env.CAMVAULT_MAIL_FROM) {
+    const mail: Record<string, unknown> = { ...((raw.mail as object | undefined) ?? {}) };
+    if (env.CAMVAULT_SMTP_URL) mail.smtpUrl = env.CAMVAULT_SMTP_URL;
+    if (env.CAMVAULT_MAIL_FROM) mail.from = env.CAMVAULT_MAIL_FROM;
+    raw.mail = mail;
+  }
   const s3FromEnv = s3SettingsFromEnv(env);
   if (s3FromEnv) raw.s3 = { ...((raw.s3 as object | undefined) ?? {}), ...s3FromEnv };
   Object.assign(raw, opts.overrides ?? {});
+  if (raw.tls !== undefined && raw.tls !== null && typeof raw.tls === 'object') {
+    const t = raw.tls as { certFile?: unknown; keyFile?: unknown };
+    if ((t.certFile === undefined) !== (t.keyFile === undefined)) {
+      throw new ConfigError(
+        'invalid config: tls: set both the certificate and the key (CAMVAULT_TLS_CERT_FILE and CAMVAULT_TLS_KEY_FILE, or tls.certFile and tls.keyFile), or neither',
+      );
+    }
+  }
 
   const result = CloudConfigSchema.safeParse(raw);
   if (!result.success) {

@@ -1,5 +1,6 @@
 import type { Clock } from '../shared/clock.js';
 import type { CloudConfig, PlanLimits } from './config.js';
+import type { Mailer } from './mail/types.js';
 import type { ObjectStore } from './objects/types.js';
 import type { Store } from './store/types.js';
 
@@ -9,6 +10,8 @@ export interface AppContext {
   store: Store;
   objects: ObjectStore;
   clock: Clock;
+  /** the cloud's own mail: an SMTP relay, or the development outbox */
+  mailer: Mailer;
   /** the server's base URL (known only after listen) */
   publicUrl: () => string;
 }

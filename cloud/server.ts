@@ -7,9 +7,14 @@ import type { Clock } from '../shared/clock.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import { buildApp } from './app.js';
 import { ConfigError, loadCloudConfig, resolveUrlSigningSecret, type CloudConfig } from './config.js';
+import { loadTlsMaterial } from './http/tls.js';
+import { createMailer } from './mail/index.js';
+import { SmtpMailer } from './mail/smtp.js';
+import type { Mailer } from './mail/types.js';
 import { LocalObjectStore } from './objects/local.js';
 import { S3ObjectStore } from './objects/s3.js';
 import type { ObjectStore } from './objects/types.js';
+import { PostgresStore } from './store/postgres.js';
 import { SqliteStore } from './store/sqlite.js';
 import type { Store } from './store/types.js';
 
@@ -29,6 +34,8 @@ export interface RunningServer {
   config: CloudConfig;
   store: Store;
   objects: ObjectStore;
+  /** the cloud's own mail: tests and the demo read a DevOutbox's messages */
+  mailer: Mailer;
   /** idempotent: a second call joins the first */
   close(): Promise<void>;
 }
@@ -36,10 +43,10 @@ export interface RunningServer {
 /** fastify's one start-up line, in our words */
 const listenTextResolver = (address: string): string => `camvault cloud listening on ${address}`;
 
-function urlOf(address: AddressInfo): string {
+function urlOf(address: AddressInfo, secure: boolean): string {
   const wildcard = address.address === '0.0.0.0' || address.address === '::';
   const host = wildcard ? '127.0.0.1' : address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  return `http://${host}:${address.port}`;
+  return `${secure ? 'https' : 'http'}://${host}:${address.port}`;
 }
 
 /**
@@ -70,10 +77,32 @@ async function openObjectStore(
 }
 
 /**
- * Opens the stores (the SQLite file in config.dataDir; the s3 driver when
+ * The metadata store the configuration selects: PostgreSQL when
+ * config.databaseUrl is set (CAMVAULT_DATABASE_URL), else the SQLite file in
+ * dataDir. PostgresStore.open connects and migrates: an unreachable server,
+ * a refused login or a newer schema reject with one line naming the server
+ * (never the URL's password), before any port is taken.
+ */
+async function openMetadataStore(config: CloudConfig, logger: Logger): Promise<Store> {
+  if (config.databaseUrl) {
+    const store = await PostgresStore.open({
+      url: config.databaseUrl,
+      poolSize: config.databasePoolSize,
+      onIdleError: (err) => logger.warn({ err: err.message }, 'postgresql connection lost; the pool reconnects'),
+    });
+    logger.info({ store: 'postgresql', target: store.target, schemaVersion: store.schemaVersion }, 'metadata store ready');
+    return store;
+  }
+  return new SqliteStore({ path: join(config.dataDir, 'camvault.db') });
+}
+
+/**
+ * Opens the stores (PostgreSQL when config.databaseUrl is set, else the SQLite
+ * file in config.dataDir; the s3 driver when
  * config.s3 is set, else local objects in config.dataDir), builds the app and
- * listens on config.host:config.port (port 0 picks a free port). When
- * config.publicUrl is unset, signed URLs use the listen address.
+ * listens on config.host:config.port (port 0 picks a free port), over HTTPS
+ * when config.tls names a certificate and key. When config.publicUrl is unset,
+ * signed URLs use the listen address (https:// with TLS).
  *
  * The object store is checked first: an unreachable endpoint, a missing bucket
  * or refused credentials reject with the driver's one-line error before any
@@ -81,6 +110,8 @@ async function openObjectStore(
  */
 export async function startServer(config: CloudConfig, opts: StartServerOptions = {}): Promise<RunningServer> {
   const logger = opts.logger ?? createLogger({ name: 'cloud', level: config.logLevel });
+  // first: a certificate that cannot be read or used stops start-up with one line, before anything is opened
+  const https = config.tls ? loadTlsMaterial(config.tls) : undefined;
   await mkdir(config.dataDir, { recursive: true });
 
   let publicUrl = config.publicUrl;
@@ -99,13 +130,19 @@ export async function startServer(config: CloudConfig, opts: StartServerOptions 
   logger.info(objects instanceof S3ObjectStore ? { objects: 's3', bucket: objects.bucket } : { objects: objects.driver }, 'object store ready');
   let store: Store;
   try {
-    store = new SqliteStore({ path: join(config.dataDir, 'camvault.db') });
+    store = await openMetadataStore(config, logger);
   } catch (err) {
     await objects.close();
     throw err;
   }
 
-  const app = buildApp({ config, store, objects, clock: opts.clock, logger, publicUrl: getPublicUrl });
+  const mailer = createMailer(config.mail);
+  if (mailer instanceof SmtpMailer) logger.info({ mail: 'smtp', relay: mailer.endpoint }, 'mail relay configured');
+  else logger.info({ mail: 'outbox' }, 'no SMTP relay configured (CAMVAULT_SMTP_URL): verification and reset codes stay in the development outbox');
+  const app = buildApp({ config, store, objects, clock: opts.clock, logger, publicUrl: getPublicUrl, https, mailer });
+  app.addHook('onClose', async () => {
+    await mailer.close();
+  });
   try {
     try {
       await app.listen({ host: config.host, port: config.port, listenTextResolver });
@@ -118,7 +155,7 @@ export async function startServer(config: CloudConfig, opts: StartServerOptions 
     await app.close(); // closes the stores too
     throw err;
   }
-  const listenUrl = urlOf(app.server.address() as AddressInfo);
+  const listenUrl = urlOf(app.server.address() as AddressInfo, https !== undefined);
   if (publicUrl === undefined) {
     publicUrl = listenUrl;
     if (config.host === '0.0.0.0' || config.host === '::') {
@@ -133,6 +170,7 @@ export async function startServer(config: CloudConfig, opts: StartServerOptions 
     config,
     store,
     objects,
+    mailer,
     close: () => (closing ??= closeGracefully(app, opts.closeGraceMs ?? 5000)),
   };
 }

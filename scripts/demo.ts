@@ -9,6 +9,7 @@ import { rm, mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { loadCloudConfig } from '../cloud/config.js';
+import { DevOutbox, type OutboxMail } from '../cloud/mail/index.js';
 import { startServer } from '../cloud/server.js';
 import { SimCamera } from '../firmware-sim/camera.js';
 import { Agent } from '../agent/agent.js';
@@ -61,10 +62,19 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
 
   console.log(`camvault cloud listening on ${url}`);
+  // The embedded default for the cloud's own mail is an in-memory outbox; the
+  // demo prints what lands in it (verification and reset codes included).
+  const outbox = server.mailer instanceof DevOutbox ? server.mailer : undefined;
+  outbox?.on('mail', (m: OutboxMail) => {
+    console.log(`\n--- mail to ${m.to}: ${m.subject}\n${m.text.replace(/^/gm, '  ')}\n---\n`);
+  });
 
   const email = 'demo@camvault.local';
   const password = randomBytes(9).toString('base64url');
+  if (!outbox) throw new Error('the demo reads its verification code from the development outbox: unset CAMVAULT_SMTP_URL');
+  const since = outbox.cursor;
   await api(url, 'POST', '/v1/accounts', { email, password });
+  await api(url, 'POST', '/v1/accounts/verify', { email, code: await outbox.waitForCode(email, since) });
   const session = await api<{ token: string }>(url, 'POST', '/v1/sessions', { email, password });
   await api(url, 'PUT', '/v1/account/plan', { plan: 'standard' }, session.token);
   const bind = await api<{ code: string }>(url, 'POST', '/v1/devices/bind-codes', {}, session.token);

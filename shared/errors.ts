@@ -14,8 +14,13 @@ export const errorCatalogue = {
   METHOD_NOT_ALLOWED: { status: 405, message: 'method not allowed' },
   REQUEST_TIMEOUT: { status: 408, message: 'the request took too long to arrive' },
   HEADERS_TOO_LARGE: { status: 431, message: 'the request headers are too large' },
+  URI_TOO_LONG: { status: 414, message: 'a path parameter of the request URL is too long' },
   // accounts and sessions
+  // no longer answered (registration answers alike whether or not the email exists); kept so the code never means anything else
   EMAIL_TAKEN: { status: 409, message: 'an account with this email exists' },
+  EMAIL_NOT_VERIFIED: { status: 403, message: 'the email address is not verified yet: enter the code that was mailed to it' },
+  CODE_INVALID: { status: 400, message: 'the code is wrong, used or expired' },
+  CURRENT_PASSWORD_WRONG: { status: 403, message: 'the current password is wrong' },
   INVALID_CREDENTIALS: { status: 401, message: 'email or password is wrong' },
   UNAUTHENTICATED: { status: 401, message: 'a valid session token is required' },
   FORBIDDEN: { status: 403, message: 'not allowed' },
@@ -27,6 +32,10 @@ export const errorCatalogue = {
   DEVICE_BOUND_ELSEWHERE: { status: 409, message: 'the device is bound to another account; its owner must unbind it first' },
   DEVICE_NOT_FOUND: { status: 404, message: 'no such device' },
   CAMERA_LIMIT_REACHED: { status: 403, message: 'the plan allows no more cameras' },
+  // shares
+  GRANTEE_NOT_FOUND: { status: 404, message: 'no account with this id' },
+  SHARE_NOT_FOUND: { status: 404, message: 'no such share' },
+  SHARE_WITH_OWNER: { status: 400, message: 'a device cannot be shared with its own owner' },
   // raised by the agent itself, never by the API: no stored device token and no bind code to claim one
   DEVICE_NOT_CLAIMED: { status: 401, message: 'the device is not claimed: it has no device token and no bind code' },
   // uploads and clips

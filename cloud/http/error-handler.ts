@@ -13,6 +13,7 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
   FST_ERR_BAD_URL: 'BAD_REQUEST',
   FST_ERR_INVALID_URL: 'BAD_REQUEST',
+  FST_ERR_MAX_PARAM_LENGTH: 'URI_TOO_LONG',
   FST_ERR_NOT_FOUND: 'ROUTE_NOT_FOUND',
   FST_ERR_HANDLER_TIMEOUT: 'SHUTTING_DOWN',
 };
@@ -22,6 +23,7 @@ const BY_STATUS: Record<number, ErrorCode> = {
   405: 'METHOD_NOT_ALLOWED',
   408: 'REQUEST_TIMEOUT',
   413: 'BODY_TOO_LARGE',
+  414: 'URI_TOO_LONG',
   415: 'UNSUPPORTED_MEDIA_TYPE',
   416: 'RANGE_NOT_SATISFIABLE',
   429: 'RATE_LIMITED',
@@ -62,6 +64,15 @@ export function errorHandler(err: unknown, req: FastifyRequest, reply: FastifyRe
     req.log.debug({ code: mapped.code }, 'request refused');
   }
   void reply.code(mapped.status).type('application/json; charset=utf-8').send(mapped.toBody());
+}
+
+/**
+ * Errors the router raises before a route is found (a malformed percent
+ * escape, a parameter over maxParamLength): fastify's `frameworkErrors`.
+ * Without it they answer in fastify's own shape, outside the catalogue.
+ */
+export function frameworkErrorHandler(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
+  errorHandler(err, req, reply);
 }
 
 export function notFoundHandler(_req: FastifyRequest, reply: FastifyReply): void {

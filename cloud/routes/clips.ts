@@ -12,6 +12,7 @@ import {
 import { CamvaultError } from '../../shared/errors.js';
 import { isClipId } from '../../shared/ids.js';
 import type { AppContext } from '../context.js';
+import { accessibleClip, deletableClip, mayDelete, readableClip, shareLookup } from '../http/access.js';
 import { requireSubscriber } from '../http/auth.js';
 import { parseInput } from '../http/validate.js';
 import type { ClipFilter, ClipRow } from '../store/types.js';
@@ -44,19 +45,13 @@ function compactTime(ms: number): string {
 }
 
 /**
- * The subscriber's clips. Every route looks a clip up through ownClip, so
- * another account's clip (P2) and an expired one (P3) both answer 404
- * CLIP_NOT_FOUND, exactly like a clip that never existed.
+ * The subscriber's clips. Every route looks a clip up through http/access.ts:
+ * the owner, and the grantees of a share of the clip's camera (a viewer to
+ * read, a manager to read and delete), see it; to anyone else, another
+ * account's clip (P2) and an expired one (P3) both answer 404 CLIP_NOT_FOUND,
+ * exactly like a clip that never existed.
  */
 export async function clipRoutes(app: FastifyInstance, ctx: AppContext): Promise<void> {
-  async function ownClip(accountId: string, id: string): Promise<ClipRow> {
-    const clip = await ctx.store.getClip(id);
-    if (!clip || clip.accountId !== accountId || clip.expiresAt <= ctx.clock.now()) {
-      throw new CamvaultError('CLIP_NOT_FOUND');
-    }
-    return clip;
-  }
-
   /** objects first, then rows; a clip whose object could not be deleted keeps its row, to try again */
   async function deleteClips(clips: ClipRow[]): Promise<number> {
     if (clips.length === 0) return 0;
@@ -70,11 +65,19 @@ export async function clipRoutes(app: FastifyInstance, ctx: AppContext): Promise
     return deleted;
   }
 
+  /**
+   * Without ?serial= the caller's own clips. With ?serial= of a camera shared
+   * with the caller, that camera's clips owned by the account that shared it;
+   * of any other serial, the caller's own clips of it. Either way one
+   * account's clips: the query stays on clips_by_account_start, and the
+   * cursor's (start, id) order is the same whoever lists.
+   */
   app.get('/v1/clips', async (req) => {
     const auth = await requireSubscriber(ctx, req);
     const q = parseInput(ClipListQuery, req.query, 'query');
+    const share = q.serial !== undefined ? await ctx.store.getShare(q.serial, auth.accountId) : null;
     const filter: ClipFilter = {
-      accountId: auth.accountId,
+      accountId: share ? share.grantedBy : auth.accountId,
       serial: q.serial,
       fromMs: q.from !== undefined ? Date.parse(q.from) : undefined,
       toMs: q.to !== undefined ? Date.parse(q.to) : undefined,
@@ -96,7 +99,7 @@ export async function clipRoutes(app: FastifyInstance, ctx: AppContext): Promise
   app.get('/v1/clips/:id', async (req) => {
     const auth = await requireSubscriber(ctx, req);
     const { id } = parseInput(IdParams, req.params, 'params');
-    return clipJson(await ownClip(auth.accountId, id));
+    return clipJson(await readableClip(ctx, auth.accountId, id));
   });
 
   /** a short-lived signed GET of the clip's object (P2, P10); as an attachment when asked */
@@ -112,7 +115,7 @@ export async function clipRoutes(app: FastifyInstance, ctx: AppContext): Promise
     const auth = await requireSubscriber(ctx, req);
     const { id } = parseInput(IdParams, req.params, 'params');
     const { download } = parseInput(ViewQuery, req.query, 'query');
-    const clip = await ownClip(auth.accountId, id);
+    const clip = await readableClip(ctx, auth.accountId, id);
     return signedView(clip, download === 'true' || download === '1');
   });
 
@@ -120,7 +123,7 @@ export async function clipRoutes(app: FastifyInstance, ctx: AppContext): Promise
   app.get('/v1/clips/:id/download', async (req, reply) => {
     const auth = await requireSubscriber(ctx, req);
     const { id } = parseInput(IdParams, req.params, 'params');
-    const clip = await ownClip(auth.accountId, id);
+    const clip = await readableClip(ctx, auth.accountId, id);
     const { url } = await signedView(clip, true);
     return reply.header('cache-control', 'no-store').redirect(url, 302);
   });
@@ -128,42 +131,50 @@ export async function clipRoutes(app: FastifyInstance, ctx: AppContext): Promise
   app.delete('/v1/clips/:id', async (req, reply) => {
     const auth = await requireSubscriber(ctx, req);
     const { id } = parseInput(IdParams, req.params, 'params');
-    const clip = await ownClip(auth.accountId, id);
+    const clip = await deletableClip(ctx, auth.accountId, id);
     await deleteClips([clip]);
-    req.log.info({ accountId: auth.accountId, clipId: id }, 'clip deleted');
+    req.log.info({ accountId: auth.accountId, owner: clip.accountId, clipId: id }, 'clip deleted');
     return reply.code(204).send();
   });
 
+  /** every clip of one account's camera that starts in [from, to), a page at a time */
+  async function deleteRange(accountId: string, serial: string, fromMs: number, toMs: number): Promise<number> {
+    const filter: ClipFilter = { accountId, serial, fromMs, toMs, visibleAt: ctx.clock.now(), limit: DELETE_PAGE };
+    let deleted = 0;
+    // each round deletes what it read, so the next round starts from the top again
+    for (;;) {
+      const page = await ctx.store.listClips(filter);
+      if (page.length === 0) break;
+      const n = await deleteClips(page);
+      deleted += n;
+      if (page.length < DELETE_PAGE || n === 0) break;
+    }
+    return deleted;
+  }
+
+  /**
+   * By ids: the listed clips the caller may delete (its own, and those a
+   * manager's share covers); any other id is skipped as if it did not exist.
+   * By a serial and a range: the caller's own clips of that camera, plus, when
+   * it manages a share of the camera, the sharing owner's clips of it.
+   */
   app.post('/v1/clips/delete', async (req) => {
     const auth = await requireSubscriber(ctx, req);
     const body = parseInput(DeleteClipsRequest, req.body, 'body');
-    const now = ctx.clock.now();
     let deleted = 0;
     if ('ids' in body) {
-      const mine: ClipRow[] = [];
+      const shareOf = shareLookup(ctx, auth.accountId);
+      const allowed: ClipRow[] = [];
       for (const id of new Set(body.ids)) {
-        const clip = await ctx.store.getClip(id);
-        // not ours, or already expired: skipped as if it did not exist
-        if (clip && clip.accountId === auth.accountId && clip.expiresAt > now) mine.push(clip);
+        const found = await accessibleClip(ctx, auth.accountId, id, shareOf);
+        if (found && mayDelete(found.access)) allowed.push(found.clip);
       }
-      for (let i = 0; i < mine.length; i += DELETE_PAGE) deleted += await deleteClips(mine.slice(i, i + DELETE_PAGE));
+      for (let i = 0; i < allowed.length; i += DELETE_PAGE) deleted += await deleteClips(allowed.slice(i, i + DELETE_PAGE));
     } else {
-      const filter: ClipFilter = {
-        accountId: auth.accountId,
-        serial: body.serial,
-        fromMs: Date.parse(body.from),
-        toMs: Date.parse(body.to),
-        visibleAt: now,
-        limit: DELETE_PAGE,
-      };
-      // each round deletes what it read, so the next round starts from the top again
-      for (;;) {
-        const page = await ctx.store.listClips(filter);
-        if (page.length === 0) break;
-        const n = await deleteClips(page);
-        deleted += n;
-        if (page.length < DELETE_PAGE || n === 0) break;
-      }
+      const [fromMs, toMs] = [Date.parse(body.from), Date.parse(body.to)];
+      deleted += await deleteRange(auth.accountId, body.serial, fromMs, toMs);
+      const share = await ctx.store.getShare(body.serial, auth.accountId);
+      if (share && mayDelete(share.role)) deleted += await deleteRange(share.grantedBy, body.serial, fromMs, toMs);
     }
     req.log.info({ accountId: auth.accountId, deleted }, 'clips deleted');
     const res: DeleteClipsResponse = { deleted };

@@ -3,6 +3,7 @@ import { ClaimRequest, type ClaimResponse } from '../../shared/contracts/index.j
 import { CamvaultError } from '../../shared/errors.js';
 import { newSecretToken, sha256Hex } from '../auth/tokens.js';
 import { planLimits, type AppContext } from '../context.js';
+import { limitClaim } from '../http/rate-limit.js';
 import { parseInput } from '../http/validate.js';
 
 /**
@@ -11,8 +12,9 @@ import { parseInput } from '../http/validate.js';
  * nothing else about the hardware (P1).
  */
 export async function deviceClaimRoutes(app: FastifyInstance, ctx: AppContext): Promise<void> {
-  app.post('/v1/device/claim', async (req) => {
+  app.post('/v1/device/claim', async (req, reply) => {
     const body = parseInput(ClaimRequest, req.body, 'body');
+    await limitClaim(ctx, req, reply, body.serial);
     const deviceToken = newSecretToken();
     const mqttPassword = newSecretToken();
     const outcome = await ctx.store.claimDevice({

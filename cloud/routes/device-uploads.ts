@@ -14,6 +14,7 @@ import { requireDevice } from '../http/auth.js';
 import { parseInput } from '../http/validate.js';
 import type { ClipRow, UploadRow } from '../store/types.js';
 import { clipJson } from './clip-json.js';
+import { clipExpiresAt } from './plans.js';
 import { abortQuietly, completeMultipart, declaredParts, openMultipartUpload, presignParts } from './multipart-uploads.js';
 
 const DAY_MS = 24 * 3600_000;
@@ -172,8 +173,9 @@ export async function deviceUploadRoutes(app: FastifyInstance, ctx: AppContext):
 
     const now = ctx.clock.now();
     // expiry counts from the earlier of the device's stamp and our own clock:
-    // a clip stamped in the future must not outlive its plan
-    const expiresAt = Math.min(upload.startMs, now) + plan.retentionDays * DAY_MS;
+    // a clip stamped in the future must not outlive its plan (the same rule
+    // recomputes it when the plan changes: Store.choosePlan)
+    const expiresAt = clipExpiresAt(upload.startMs, now, plan.retentionDays);
     const row: ClipRow = {
       id: clipId,
       accountId: upload.accountId,

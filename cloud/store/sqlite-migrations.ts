@@ -106,4 +106,49 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     UPDATE accounts SET pending_bytes = pending_bytes + NEW.size WHERE id = NEW.account_id;
   END;
   `,
+  // shares (issue 5): a device's owner lets another account view (viewer) or
+  // also delete (manager) the device's clips. A share goes with its device row
+  // (unbinding ends every share of the device) and with either account. The
+  // store reads a share as in force only while devices.account_id = granted_by.
+  `
+  CREATE TABLE shares (
+    serial             TEXT NOT NULL REFERENCES devices(serial) ON DELETE CASCADE,
+    grantee_account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    role               TEXT NOT NULL CHECK (role IN ('viewer', 'manager')),
+    granted_by         TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    created_at         INTEGER NOT NULL,
+    PRIMARY KEY (serial, grantee_account_id)
+  );
+  CREATE INDEX shares_by_grantee ON shares(grantee_account_id);
+  CREATE INDEX shares_by_granted_by ON shares(granted_by);
+  `,
+  // accounts (issue 5): verified addresses, mailed codes, plan lapses, rate
+  // limits. Accounts made before verification existed count as verified.
+  // email_codes are keyed by the address's hash, not an account, so asking for
+  // a code costs the same whether or not the address has an account.
+  `
+  ALTER TABLE accounts ADD COLUMN email_verified_at INTEGER;
+  UPDATE accounts SET email_verified_at = created_at;
+  ALTER TABLE accounts ADD COLUMN plan_lapsed_at INTEGER;
+
+  CREATE TABLE email_codes (
+    email_hash TEXT NOT NULL,
+    purpose    TEXT NOT NULL CHECK (purpose IN ('verify', 'reset')),
+    code_hash  TEXT NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (email_hash, purpose)
+  );
+  CREATE INDEX email_codes_by_expiry ON email_codes(expires_at);
+
+  -- one row per key: the current fixed window and its count
+  CREATE TABLE rate_limits (
+    key          TEXT PRIMARY KEY,
+    window_start INTEGER NOT NULL,
+    count        INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL
+  );
+  CREATE INDEX rate_limits_by_expiry ON rate_limits(expires_at);
+  `,
 ];

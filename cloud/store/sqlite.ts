@@ -9,7 +9,14 @@ import type {
   ClipFilter,
   ClipRow,
   DeviceRow,
+  EmailCodePurpose,
+  EmailCodeRow,
+  RegisterAccountOutcome,
+  PutShareOutcome,
   SessionRow,
+  SharedDeviceRow,
+  ShareRole,
+  ShareRow,
   Store,
   UploadRow,
 } from './types.js';
@@ -20,6 +27,8 @@ interface AccountRecord {
   password_hash: string;
   plan: string | null;
   created_at: number;
+  email_verified_at: number | null;
+  plan_lapsed_at: number | null;
 }
 interface SessionRecord {
   token_hash: string;
@@ -51,6 +60,13 @@ interface UploadRecord {
   part_bytes: number | null;
   part_md5s: string | null;
 }
+interface ShareRecord {
+  serial: string;
+  grantee_account_id: string;
+  role: ShareRole;
+  granted_by: string;
+  created_at: number;
+}
 interface ClipRecord {
   id: string;
   account_id: string;
@@ -72,6 +88,8 @@ const toAccount = (r: AccountRecord): AccountRow => ({
   passwordHash: r.password_hash,
   plan: r.plan,
   createdAt: r.created_at,
+  emailVerifiedAt: r.email_verified_at,
+  planLapsedAt: r.plan_lapsed_at,
 });
 const toSession = (r: SessionRecord): SessionRow => ({
   tokenHash: r.token_hash,
@@ -104,6 +122,15 @@ const toUpload = (r: UploadRecord): UploadRow => ({
       ? { uploadId: r.multipart_upload_id, partBytes: r.part_bytes, partMd5s: JSON.parse(r.part_md5s) as string[] }
       : null,
 });
+const toShare = (r: ShareRecord): ShareRow => ({
+  serial: r.serial,
+  granteeAccountId: r.grantee_account_id,
+  role: r.role,
+  grantedBy: r.granted_by,
+  createdAt: r.created_at,
+});
+/** a share is in force only while its device is bound to the account that granted it */
+const SHARE_IN_FORCE = 'JOIN devices d ON d.serial = s.serial AND d.account_id = s.granted_by';
 const toClip = (r: ClipRecord): ClipRow => ({
   id: r.id,
   accountId: r.account_id,
@@ -219,6 +246,131 @@ export class SqliteStore implements Store {
     this.stmt('UPDATE accounts SET plan = ? WHERE id = ?').run(plan, accountId);
   }
 
+  async registerAccount(account: AccountRow, code: EmailCodeRow): Promise<RegisterAccountOutcome> {
+    const db = this.live;
+    return db
+      .transaction((): RegisterAccountOutcome => {
+        this.putEmailCodeSync(code);
+        const inserted = this.stmt(
+          `INSERT INTO accounts (id, email, password_hash, plan, created_at) VALUES (?, ?, ?, ?, ?)
+           ON CONFLICT (email) DO NOTHING`,
+        ).run(account.id, account.email, account.passwordHash, account.plan, account.createdAt);
+        if (inserted.changes === 1) return { status: 'created', accountId: account.id };
+        const existing = this.stmt('SELECT id, email_verified_at FROM accounts WHERE email = ?').get(account.email) as {
+          id: string;
+          email_verified_at: number | null;
+        };
+        if (existing.email_verified_at !== null) return { status: 'verified', accountId: existing.id };
+        this.stmt('UPDATE accounts SET password_hash = ? WHERE id = ?').run(account.passwordHash, existing.id);
+        return { status: 'pending', accountId: existing.id };
+      })
+      .immediate();
+  }
+
+  async markEmailVerified(accountId: string, nowMs: number): Promise<boolean> {
+    return this.stmt('UPDATE accounts SET email_verified_at = ? WHERE id = ? AND email_verified_at IS NULL').run(nowMs, accountId)
+      .changes === 1;
+  }
+
+  async changePassword(accountId: string, passwordHash: string, keepSessionTokenHash: string | null): Promise<number> {
+    const db = this.live;
+    return db
+      .transaction((): number => {
+        if (this.stmt('UPDATE accounts SET password_hash = ? WHERE id = ?').run(passwordHash, accountId).changes === 0) return 0;
+        return this.stmt('DELETE FROM sessions WHERE account_id = ? AND token_hash IS NOT ?').run(accountId, keepSessionTokenHash)
+          .changes;
+      })
+      .immediate();
+  }
+
+  private putEmailCodeSync(row: EmailCodeRow): void {
+    this.stmt('DELETE FROM email_codes WHERE expires_at <= ?').run(row.createdAt);
+    this.stmt(
+      `INSERT INTO email_codes (email_hash, purpose, code_hash, attempts, created_at, expires_at) VALUES (?, ?, ?, 0, ?, ?)
+       ON CONFLICT (email_hash, purpose) DO UPDATE SET code_hash = excluded.code_hash, attempts = 0,
+         created_at = excluded.created_at, expires_at = excluded.expires_at`,
+    ).run(row.emailHash, row.purpose, row.codeHash, row.createdAt, row.expiresAt);
+  }
+
+  async putEmailCode(row: EmailCodeRow): Promise<void> {
+    this.live.transaction(() => this.putEmailCodeSync(row))();
+  }
+
+  async useEmailCode(
+    emailHash: string,
+    purpose: EmailCodePurpose,
+    codeHash: string,
+    nowMs: number,
+    maxAttempts: number,
+  ): Promise<boolean> {
+    const db = this.live;
+    return db
+      .transaction((): boolean => {
+        const live = this.stmt(
+          'SELECT code_hash FROM email_codes WHERE email_hash = ? AND purpose = ? AND expires_at > ? AND attempts < ?',
+        ).get(emailHash, purpose, nowMs, maxAttempts) as { code_hash: string } | undefined;
+        if (!live) return false;
+        if (live.code_hash === codeHash) {
+          this.stmt('DELETE FROM email_codes WHERE email_hash = ? AND purpose = ?').run(emailHash, purpose);
+          return true;
+        }
+        this.stmt('UPDATE email_codes SET attempts = attempts + 1 WHERE email_hash = ? AND purpose = ?').run(emailHash, purpose);
+        return false;
+      })
+      .immediate();
+  }
+
+  async choosePlan(accountId: string, plan: string, retentionMs: number, nowMs: number): Promise<number> {
+    const db = this.live;
+    return db
+      .transaction((): number => {
+        this.stmt('UPDATE accounts SET plan = ?, plan_lapsed_at = NULL WHERE id = ?').run(plan, accountId);
+        // PostgreSQL: LEAST(start_ms, uploaded_at)
+        return this.stmt(
+          'UPDATE clips SET expires_at = MIN(start_ms, uploaded_at) + ? WHERE account_id = ? AND expires_at > ?',
+        ).run(retentionMs, accountId, nowMs).changes;
+      })
+      .immediate();
+  }
+
+  async lapsePlan(accountId: string, nowMs: number, graceEndsAtMs: number): Promise<number> {
+    const db = this.live;
+    return db
+      .transaction((): number => {
+        const lapsed = this.stmt('UPDATE accounts SET plan = NULL, plan_lapsed_at = ? WHERE id = ? AND plan IS NOT NULL').run(
+          nowMs,
+          accountId,
+        );
+        if (lapsed.changes === 0) return 0;
+        return this.stmt('UPDATE clips SET expires_at = MIN(expires_at, ?) WHERE account_id = ? AND expires_at > ?').run(
+          graceEndsAtMs,
+          accountId,
+          nowMs,
+        ).changes;
+      })
+      .immediate();
+  }
+
+  async hitRateLimit(key: string, windowMs: number, nowMs: number): Promise<number> {
+    const windowStart = nowMs - (((nowMs % windowMs) + windowMs) % windowMs);
+    // A counter is no promise to anyone: like the pending-upload row, it skips
+    // the fsync (a power cut forgets a few hits of the current window).
+    return this.relaxed(() =>
+      this.live.transaction((): number => {
+        this.stmt('DELETE FROM rate_limits WHERE expires_at <= ?').run(nowMs);
+        const r = this.stmt(
+          `INSERT INTO rate_limits (key, window_start, count, expires_at) VALUES (?, ?, 1, ?)
+           ON CONFLICT (key) DO UPDATE SET
+             count = CASE WHEN rate_limits.window_start >= excluded.window_start THEN rate_limits.count + 1 ELSE 1 END,
+             expires_at = MAX(rate_limits.expires_at, excluded.expires_at),
+             window_start = MAX(rate_limits.window_start, excluded.window_start)
+           RETURNING count`,
+        ).get(key, windowStart, windowStart + windowMs) as { count: number };
+        return r.count;
+      })(),
+    );
+  }
+
   async createSession(row: SessionRow): Promise<void> {
     this.stmt('INSERT INTO sessions (token_hash, account_id, created_at, expires_at) VALUES (?, ?, ?, ?)')
       .run(row.tokenHash, row.accountId, row.createdAt, row.expiresAt);
@@ -299,9 +451,58 @@ export class SqliteStore implements Store {
   }
 
   async unbindDevice(serial: string, accountId: string): Promise<boolean> {
-    // uploads go with the device (ON DELETE CASCADE)
+    // uploads and shares go with the device (ON DELETE CASCADE)
     const info = this.stmt('DELETE FROM devices WHERE serial = ? AND account_id = ?').run(serial, accountId);
     return info.changes === 1;
+  }
+
+  async putShare(row: ShareRow): Promise<PutShareOutcome> {
+    const db = this.live;
+    // IMMEDIATE: an unbind cannot slip between the owner check and the write
+    return db
+      .transaction((): PutShareOutcome => {
+        const device = this.stmt('SELECT 1 FROM devices WHERE serial = ? AND account_id = ?').get(row.serial, row.grantedBy);
+        if (!device) return { status: 'device-not-found' };
+        if (!this.stmt('SELECT 1 FROM accounts WHERE id = ?').get(row.granteeAccountId)) return { status: 'grantee-not-found' };
+        const existing = this.stmt('SELECT 1 FROM shares WHERE serial = ? AND grantee_account_id = ?').get(
+          row.serial,
+          row.granteeAccountId,
+        );
+        const stored = this.stmt(
+          `INSERT INTO shares (serial, grantee_account_id, role, granted_by, created_at) VALUES (?, ?, ?, ?, ?)
+           ON CONFLICT (serial, grantee_account_id) DO UPDATE SET role = excluded.role, granted_by = excluded.granted_by
+           RETURNING *`,
+        ).get(row.serial, row.granteeAccountId, row.role, row.grantedBy, row.createdAt) as ShareRecord;
+        return { status: existing ? 'updated' : 'created', share: toShare(stored) };
+      })
+      .immediate();
+  }
+
+  async getShare(serial: string, granteeAccountId: string): Promise<ShareRow | null> {
+    const r = this.stmt(`SELECT s.* FROM shares s ${SHARE_IN_FORCE} WHERE s.serial = ? AND s.grantee_account_id = ?`).get(
+      serial,
+      granteeAccountId,
+    ) as ShareRecord | undefined;
+    return r ? toShare(r) : null;
+  }
+
+  async listDeviceShares(serial: string): Promise<ShareRow[]> {
+    const rows = this.stmt(
+      `SELECT s.* FROM shares s ${SHARE_IN_FORCE} WHERE s.serial = ? ORDER BY s.created_at, s.grantee_account_id`,
+    ).all(serial) as ShareRecord[];
+    return rows.map(toShare);
+  }
+
+  async listSharedDevices(granteeAccountId: string): Promise<SharedDeviceRow[]> {
+    const rows = this.stmt(
+      `SELECT s.serial AS s_serial, s.grantee_account_id, s.role, s.granted_by, s.created_at, d.*
+       FROM shares s ${SHARE_IN_FORCE} WHERE s.grantee_account_id = ? ORDER BY s.created_at, s.serial`,
+    ).all(granteeAccountId) as (DeviceRecord & Omit<ShareRecord, 'serial'> & { s_serial: string })[];
+    return rows.map((r) => ({ device: toDevice(r), share: toShare({ ...r, serial: r.s_serial }) }));
+  }
+
+  async deleteShare(serial: string, granteeAccountId: string): Promise<boolean> {
+    return this.stmt('DELETE FROM shares WHERE serial = ? AND grantee_account_id = ?').run(serial, granteeAccountId).changes === 1;
   }
 
   async upsertUpload(row: UploadRow): Promise<void> {
@@ -416,7 +617,10 @@ export class SqliteStore implements Store {
       params.kind = filter.kind;
     }
     if (filter.visibleAt !== undefined) {
-      where.push('expires_at > @visibleAt');
+      // unary +: not an index term. Without it SQLite (no ANALYZE) read a first
+      // page through clips_by_account_expiry_size and sorted every visible clip
+      // of the account; this way it walks clips_by_account_start in order.
+      where.push('+expires_at > @visibleAt');
       params.visibleAt = filter.visibleAt;
     }
     if (filter.after !== undefined) {

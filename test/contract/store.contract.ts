@@ -212,5 +212,233 @@ export function storeContract(name: string, factory: StoreFactory): void {
       expect(await store.getClip(rows[0]!.id)).toBeNull();
       expect(await store.deleteClips([])).toBe(0);
     });
+
+    it('shares: granted only for a device bound to the granting account, to an account that exists; a second grant changes the role and keeps createdAt', async () => {
+      const owner = await account();
+      const grantee = await account();
+      const stranger = await account();
+      const s = await bound(owner);
+
+      const row = { serial: s, granteeAccountId: grantee, role: 'viewer' as const, grantedBy: owner, createdAt: NOW };
+      expect(await store.putShare(row)).toEqual({ status: 'created', share: row });
+      expect(await store.getShare(s, grantee)).toEqual(row);
+      const changed = await store.putShare({ ...row, role: 'manager', createdAt: NOW + 50 });
+      expect(changed).toEqual({ status: 'updated', share: { ...row, role: 'manager' } });
+      expect(await store.getShare(s, grantee)).toEqual({ ...row, role: 'manager' });
+
+      // not the device's owner; a serial not bound at all; a grantee that does not exist
+      expect(await store.putShare({ ...row, granteeAccountId: stranger, grantedBy: grantee })).toEqual({ status: 'device-not-found' });
+      expect(await store.putShare({ ...row, serial: serial() })).toEqual({ status: 'device-not-found' });
+      expect(await store.putShare({ ...row, granteeAccountId: ulid() })).toEqual({ status: 'grantee-not-found' });
+      expect(await store.getShare(s, stranger)).toBeNull();
+      expect(await store.listDeviceShares(s)).toEqual([{ ...row, role: 'manager' }]);
+    });
+
+    it('shares: listed per device and per grantee in createdAt order; deleted one by one', async () => {
+      const owner = await account();
+      const [g1, g2] = [await account(), await account()];
+      const [s1, s2] = [await bound(owner), await bound(owner)];
+      const share = (s: string, g: string, createdAt: number, role: 'viewer' | 'manager' = 'viewer') => ({
+        serial: s,
+        granteeAccountId: g,
+        role,
+        grantedBy: owner,
+        createdAt,
+      });
+      // inserted out of order, to see the ordering come from the store
+      for (const r of [share(s1, g2, NOW + 2), share(s2, g1, NOW + 3, 'manager'), share(s1, g1, NOW + 1)]) {
+        expect((await store.putShare(r)).status).toBe('created');
+      }
+      expect(await store.listDeviceShares(s1)).toEqual([share(s1, g1, NOW + 1), share(s1, g2, NOW + 2)]);
+      const mine = await store.listSharedDevices(g1);
+      expect(mine.map((m) => [m.device.serial, m.device.accountId, m.share])).toEqual([
+        [s1, owner, share(s1, g1, NOW + 1)],
+        [s2, owner, share(s2, g1, NOW + 3, 'manager')],
+      ]);
+      expect(mine[0]!.device).toEqual(await store.getDevice(s1));
+      expect(await store.listSharedDevices(owner)).toEqual([]);
+
+      expect(await store.deleteShare(s1, g1)).toBe(true);
+      expect(await store.deleteShare(s1, g1)).toBe(false);
+      expect(await store.getShare(s1, g1)).toBeNull();
+      expect((await store.listSharedDevices(g1)).map((m) => m.device.serial)).toEqual([s2]);
+      expect(await store.listDeviceShares(s1)).toEqual([share(s1, g2, NOW + 2)]);
+    });
+
+    it('shares end when the device is unbound and stay gone when another account binds it; a rebind to the same account keeps them', async () => {
+      const owner = await account();
+      const grantee = await account();
+      const next = await account();
+      const s = await bound(owner);
+      const row = { serial: s, granteeAccountId: grantee, role: 'manager' as const, grantedBy: owner, createdAt: NOW };
+      await store.putShare(row);
+
+      await bound(owner, s); // rebind, same account: new credentials, same owner
+      expect(await store.getShare(s, grantee)).toEqual(row);
+
+      expect(await store.unbindDevice(s, owner)).toBe(true);
+      expect(await store.getShare(s, grantee)).toBeNull();
+      expect(await store.listSharedDevices(grantee)).toEqual([]);
+      await bound(next, s);
+      expect(await store.getShare(s, grantee)).toBeNull();
+      expect(await store.listDeviceShares(s)).toEqual([]);
+      expect(await store.listSharedDevices(grantee)).toEqual([]);
+      // the new owner may share it again, under its own name
+      expect((await store.putShare({ ...row, grantedBy: next, role: 'viewer' })).status).toBe('created');
+      expect(await store.getShare(s, grantee)).toEqual({ ...row, grantedBy: next, role: 'viewer' });
+    });
+
+    // accounts: registration, verification, passwords, mailed codes, plans, rate limits (issue 5)
+
+    const code = (emailHash: string, purpose: 'verify' | 'reset', codeHash: string, createdAt = NOW) => ({
+      emailHash,
+      purpose,
+      codeHash,
+      createdAt,
+      expiresAt: createdAt + 600_000,
+    });
+
+    it('registerAccount: creates an unverified account, replaces the password of an unverified one, leaves a verified one; the code is stored each time', async () => {
+      const id = ulid();
+      const email = `${id.toLowerCase()}@example.com`;
+      const eh = hash();
+      const first = { id, email, passwordHash: 'h1', plan: null, createdAt: NOW };
+      expect(await store.registerAccount(first, code(eh, 'verify', 'c1'))).toEqual({ status: 'created', accountId: id });
+      expect(await store.getAccountById(id)).toEqual({ ...first, emailVerifiedAt: null, planLapsedAt: null });
+
+      const again = { ...first, id: ulid(), passwordHash: 'h2', createdAt: NOW + 5 };
+      expect(await store.registerAccount(again, code(eh, 'verify', 'c2'))).toEqual({ status: 'pending', accountId: id });
+      expect(await store.getAccountById(id)).toMatchObject({ id, passwordHash: 'h2', createdAt: NOW, emailVerifiedAt: null });
+      expect(await store.getAccountById(again.id)).toBeNull();
+      // the newer code replaced the older one
+      expect(await store.useEmailCode(eh, 'verify', 'c1', NOW, 5)).toBe(false);
+      expect(await store.useEmailCode(eh, 'verify', 'c2', NOW, 5)).toBe(true);
+
+      expect(await store.markEmailVerified(id, NOW + 10)).toBe(true);
+      expect(await store.markEmailVerified(id, NOW + 20)).toBe(false);
+      expect((await store.getAccountById(id))!.emailVerifiedAt).toBe(NOW + 10);
+      expect(await store.markEmailVerified(ulid(), NOW)).toBe(false);
+
+      expect(await store.registerAccount({ ...again, passwordHash: 'h3' }, code(eh, 'verify', 'c3'))).toEqual({ status: 'verified', accountId: id });
+      expect(await store.getAccountById(id)).toMatchObject({ passwordHash: 'h2', emailVerifiedAt: NOW + 10 });
+      expect(await store.useEmailCode(eh, 'verify', 'c3', NOW, 5)).toBe(true);
+    });
+
+    it('changePassword sets the hash and ends the other sessions of that account only (or every one)', async () => {
+      const a = await account();
+      const b = await account();
+      const [keep, other1, other2, theirs] = [hash(), hash(), hash(), hash()];
+      for (const [tokenHash, accountId] of [[keep, a], [other1, a], [other2, a], [theirs, b]] as const) {
+        await store.createSession({ tokenHash, accountId, createdAt: NOW, expiresAt: NOW + 1000 });
+      }
+      expect(await store.changePassword(a, 'new-hash', keep)).toBe(2);
+      expect((await store.getAccountById(a))!.passwordHash).toBe('new-hash');
+      expect(await store.getSession(keep, NOW)).not.toBeNull();
+      expect(await store.getSession(other1, NOW)).toBeNull();
+      expect(await store.getSession(other2, NOW)).toBeNull();
+      expect(await store.getSession(theirs, NOW)).not.toBeNull();
+      expect(await store.changePassword(a, 'newer-hash', null)).toBe(1);
+      expect(await store.getSession(keep, NOW)).toBeNull();
+      expect(await store.getSession(theirs, NOW)).not.toBeNull();
+      expect(await store.changePassword(ulid(), 'x', null)).toBe(0);
+    });
+
+    it('a mailed code: single use, a few wrong tries, expiry, one per address and purpose, and a new one resets the tries', async () => {
+      const eh = hash();
+      await store.putEmailCode(code(eh, 'reset', 'right'));
+      await store.putEmailCode(code(eh, 'verify', 'other'));
+      expect(await store.useEmailCode(eh, 'reset', 'other', NOW, 3)).toBe(false);
+      expect(await store.useEmailCode(hash(), 'reset', 'right', NOW, 3)).toBe(false);
+      expect(await store.useEmailCode(eh, 'reset', 'right', NOW, 3)).toBe(true);
+      expect(await store.useEmailCode(eh, 'reset', 'right', NOW, 3)).toBe(false);
+      expect(await store.useEmailCode(eh, 'verify', 'other', NOW, 3)).toBe(true);
+
+      // three wrong tries with maxAttempts 3: dead, even for the right code
+      await store.putEmailCode(code(eh, 'reset', 'right'));
+      for (let i = 0; i < 3; i++) expect(await store.useEmailCode(eh, 'reset', 'wrong', NOW, 3)).toBe(false);
+      expect(await store.useEmailCode(eh, 'reset', 'right', NOW, 3)).toBe(false);
+      // a new code: attempts back to 0
+      await store.putEmailCode(code(eh, 'reset', 'fresh', NOW + 1));
+      for (let i = 0; i < 2; i++) expect(await store.useEmailCode(eh, 'reset', 'wrong', NOW + 1, 3)).toBe(false);
+      expect(await store.useEmailCode(eh, 'reset', 'fresh', NOW + 1, 3)).toBe(true);
+
+      // expiry: live while expiresAt > now
+      await store.putEmailCode(code(eh, 'reset', 'late'));
+      expect(await store.useEmailCode(eh, 'reset', 'late', NOW + 600_000, 3)).toBe(false);
+      await store.putEmailCode(code(eh, 'reset', 'late'));
+      expect(await store.useEmailCode(eh, 'reset', 'late', NOW + 599_999, 3)).toBe(true);
+    });
+
+    it('of concurrent uses of one code exactly one succeeds', async () => {
+      const eh = hash();
+      await store.putEmailCode(code(eh, 'verify', 'once'));
+      const results = await Promise.all(Array.from({ length: 8 }, () => store.useEmailCode(eh, 'verify', 'once', NOW, 5)));
+      expect(results.filter(Boolean)).toHaveLength(1);
+    });
+
+    it('choosePlan recomputes the expiry of unexpired clips from the earlier of start and upload; expired ones stay expired', async () => {
+      const a = await account('premium');
+      const other = await account('premium');
+      const s = await bound(a);
+      const so = await bound(other);
+      const now = NOW + 10 * 86_400_000;
+      const early = clip(a, s, NOW - 3_600_000, { uploadedAt: NOW, expiresAt: now + 50 * 86_400_000 }); // anchor: start
+      const ahead = clip(a, s, NOW + 60_000, { uploadedAt: NOW, expiresAt: now + 50 * 86_400_000 }); // anchor: upload
+      const gone = clip(a, s, NOW - 7_200_000, { uploadedAt: NOW, expiresAt: now }); // expired at `now`
+      const theirs = clip(other, so, NOW, { expiresAt: now + 50 * 86_400_000 });
+      for (const c of [early, ahead, gone, theirs]) await store.insertClip(c);
+      await store.lapsePlan(a, NOW, NOW + 100 * 86_400_000);
+
+      const week = 7 * 86_400_000;
+      expect(await store.choosePlan(a, 'basic', week, now)).toBe(2);
+      expect(await store.getAccountById(a)).toMatchObject({ plan: 'basic', planLapsedAt: null });
+      expect((await store.getClip(early.id))!.expiresAt).toBe(NOW - 3_600_000 + week);
+      expect((await store.getClip(ahead.id))!.expiresAt).toBe(NOW + week);
+      expect((await store.getClip(gone.id))!.expiresAt).toBe(now);
+      expect((await store.getClip(theirs.id))!.expiresAt).toBe(theirs.expiresAt);
+      // the week is over at `now`: a longer plan does not bring them back
+      expect(await store.choosePlan(a, 'premium', 60 * 86_400_000, now)).toBe(0);
+      expect((await store.getClip(early.id))!.expiresAt).toBe(NOW - 3_600_000 + week);
+    });
+
+    it('lapsePlan ends the plan once, keeps the first lapse time, and caps unexpired clips at the end of the grace', async () => {
+      const a = await account('standard');
+      const s = await bound(a);
+      const long = clip(a, s, NOW, { expiresAt: NOW + 30 * 86_400_000 });
+      const short = clip(a, s, NOW + 1000, { expiresAt: NOW + 86_400_000 });
+      const past = clip(a, s, NOW + 2000, { expiresAt: NOW - 1 });
+      for (const c of [long, short, past]) await store.insertClip(c);
+      const graceEnd = NOW + 5 * 86_400_000;
+      expect(await store.lapsePlan(a, NOW, graceEnd)).toBe(2);
+      expect(await store.getAccountById(a)).toMatchObject({ plan: null, planLapsedAt: NOW });
+      expect((await store.getClip(long.id))!.expiresAt).toBe(graceEnd);
+      expect((await store.getClip(short.id))!.expiresAt).toBe(NOW + 86_400_000);
+      expect((await store.getClip(past.id))!.expiresAt).toBe(NOW - 1);
+      // no plan: nothing changes
+      expect(await store.lapsePlan(a, NOW + 100, NOW + 100)).toBe(0);
+      expect(await store.getAccountById(a)).toMatchObject({ plan: null, planLapsedAt: NOW });
+      expect((await store.getClip(long.id))!.expiresAt).toBe(graceEnd);
+      expect(await store.lapsePlan(ulid(), NOW, NOW)).toBe(0);
+    });
+
+    it('hitRateLimit counts per key within a fixed window, starts again in the next, and counts concurrent hits apart', async () => {
+      const key = `test:${hash().slice(0, 40)}`;
+      const other = `test:${hash().slice(0, 40)}`;
+      const w = 60_000;
+      const start = Math.floor(NOW / w) * w;
+      expect(await store.hitRateLimit(key, w, start)).toBe(1);
+      expect(await store.hitRateLimit(key, w, start + 1)).toBe(2);
+      expect(await store.hitRateLimit(other, w, start + 2)).toBe(1);
+      expect(await store.hitRateLimit(key, w, start + w - 1)).toBe(3);
+      expect(await store.hitRateLimit(key, w, start + w)).toBe(1);
+      // a late hit from the window before counts in the stored (newer) one
+      expect(await store.hitRateLimit(key, w, start + w - 5)).toBe(2);
+      const third = `test:${hash().slice(0, 40)}`;
+      const counts = await Promise.all(Array.from({ length: 10 }, () => store.hitRateLimit(third, w, start + w + 3)));
+      expect([...counts].sort((x, y) => x - y)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      // far later: every window has ended, each key starts at 1
+      expect(await store.hitRateLimit(third, w, start + 100 * w)).toBe(1);
+      expect(await store.hitRateLimit(key, w, start + 100 * w)).toBe(1);
+    });
   });
 }

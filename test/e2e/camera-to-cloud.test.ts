@@ -16,7 +16,7 @@ import { SimCamera } from '../../firmware-sim/camera.js';
 import { Agent } from '../../agent/agent.js';
 import { loadAgentConfig } from '../../agent/config.js';
 import { createLogger } from '../../shared/log.js';
-import { startTestCloud, type TestCloud } from '../helpers/cloud.js';
+import { signUp, startTestCloud, type TestCloud } from '../helpers/cloud.js';
 import { availableDrivers, s3Configured, S3_SKIP_REASON } from '../helpers/s3-env.js';
 
 const SERIAL = 'SIME2E000001';
@@ -62,7 +62,8 @@ describe.each(availableDrivers)('camera to cloud to subscriber (%s object store)
 
   async function signup(email: string): Promise<string> {
     const password = 'correct horse battery staple';
-    expect((await call('POST', '/v1/accounts', undefined, { email, password })).status).toBe(201);
+    // registration, then the code the cloud mailed to its development outbox
+    await signUp(cloud.url, email, password);
     const s = await json(await call('POST', '/v1/sessions', undefined, { email, password }));
     expect(typeof s.token).toBe('string');
     return s.token as string;

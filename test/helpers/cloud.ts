@@ -1,6 +1,6 @@
 /**
- * A real cloud for tests and the demo: SQLite in a fresh temp folder, the local
- * object store there too (or the s3 driver on the S3 that CAMVAULT_S3_* name),
+ * A real cloud for tests and the demo: SQLite in a fresh temp folder (or a fresh
+ * PostgreSQL schema: `database`, CAMVAULT_TEST_DATABASE), the local object store there too (or the s3 driver on the S3 that CAMVAULT_S3_* name),
  * listening on 127.0.0.1 port 0. Plus the few HTTP calls every test needs (sign
  * up, choose a plan, make a bind code, claim a camera).
  */
@@ -13,11 +13,13 @@ import type { FastifyInstance } from 'fastify';
 import type { Clock } from '../../shared/clock.js';
 import type { Logger } from '../../shared/log.js';
 import { loadCloudConfig, type CloudConfig, type CloudConfigInput } from '../../cloud/config.js';
+import { DevOutbox, type Mailer } from '../../cloud/mail/index.js';
 import { S3ObjectStore } from '../../cloud/objects/s3.js';
 import type { ObjectStore } from '../../cloud/objects/types.js';
 import { startServer } from '../../cloud/server.js';
 import type { Store } from '../../cloud/store/types.js';
 import { accountPrefix } from '../../shared/keys.js';
+import { createTestSchema } from './pg.js';
 import { S3_SKIP_REASON, s3EnvFromProcess, type Driver } from './s3-env.js';
 
 export interface TestCloudOptions extends CloudConfigInput {
@@ -29,6 +31,23 @@ export interface TestCloudOptions extends CloudConfigInput {
    * 's3' uses the S3 that CAMVAULT_S3_* in process.env name (Ceph RGW in CI)
    */
   objects?: Driver;
+  /**
+   * the metadata store: 'sqlite' keeps the file in the temp folder; 'postgres'
+   * uses a fresh schema on the tests' PostgreSQL (test/helpers/pg.ts), dropped
+   * at close. Default: env CAMVAULT_TEST_DATABASE ('postgres' in CI's second
+   * pass), else sqlite.
+   */
+  database?: TestDatabase;
+}
+
+export type TestDatabase = 'sqlite' | 'postgres';
+
+/** the metadata store test clouds use unless told: env CAMVAULT_TEST_DATABASE=postgres, else sqlite */
+export function defaultTestDatabase(): TestDatabase {
+  const v = process.env.CAMVAULT_TEST_DATABASE;
+  if (v === undefined || v === '' || v === 'sqlite') return 'sqlite';
+  if (v === 'postgres') return 'postgres';
+  throw new Error(`CAMVAULT_TEST_DATABASE must be sqlite or postgres, got ${JSON.stringify(v)}`);
 }
 
 export interface TestCloud {
@@ -38,6 +57,8 @@ export interface TestCloud {
   store: Store;
   objects: ObjectStore;
   config: CloudConfig;
+  /** the cloud's mail: a DevOutbox unless the test configured mail.smtpUrl */
+  mailer: Mailer;
   /**
    * closes the server and deletes its temp folder; on s3, also every object
    * under the prefixes of the accounts this cloud made; idempotent
@@ -46,30 +67,36 @@ export interface TestCloud {
 }
 
 export async function startTestCloud(overrides: TestCloudOptions = {}): Promise<TestCloud> {
-  const { clock, logger, closeGraceMs, objects: driver = 'local', ...configOverrides } = overrides;
+  const { clock, logger, closeGraceMs, objects: driver = 'local', database = defaultTestDatabase(), ...configOverrides } = overrides;
   let env: Record<string, string> = {};
   if (driver === 's3') {
     env = s3EnvFromProcess();
     if (!env.CAMVAULT_S3_ENDPOINT) throw new Error(`startTestCloud({ objects: 's3' }): ${S3_SKIP_REASON}`);
   }
+  // postgres: a schema of this cloud's own (a few connections: workers run side by side)
+  const pgSchema = database === 'postgres' ? await createTestSchema() : undefined;
   const dataDir = await mkdtemp(join(tmpdir(), 'camvault-cloud-'));
-  const config = loadCloudConfig({
-    env,
-    overrides: {
-      host: '127.0.0.1',
-      port: 0,
-      dataDir,
-      logLevel: (process.env.CAMVAULT_TEST_LOG_LEVEL as CloudConfigInput['logLevel']) ?? 'silent',
-      ...configOverrides,
-    },
-  });
+  let config: CloudConfig;
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
+    config = loadCloudConfig({
+      env,
+      overrides: {
+        host: '127.0.0.1',
+        port: 0,
+        dataDir,
+        logLevel: (process.env.CAMVAULT_TEST_LOG_LEVEL as CloudConfigInput['logLevel']) ?? 'silent',
+        ...(pgSchema ? { databaseUrl: pgSchema.url, databasePoolSize: 4 } : {}),
+        ...configOverrides,
+      },
+    });
     server = await startServer(config, { clock, logger, closeGraceMs });
   } catch (err) {
     await rm(dataDir, { recursive: true, force: true });
+    await pgSchema?.drop();
     throw err;
   }
+  const outboxUrls = registerOutbox(server);
   let closing: Promise<void> | undefined;
   return {
     url: server.url,
@@ -77,13 +104,19 @@ export async function startTestCloud(overrides: TestCloudOptions = {}): Promise<
     store: server.store,
     objects: server.objects,
     config,
+    mailer: server.mailer,
     close: () =>
       (closing ??= (async () => {
+        for (const u of outboxUrls) outboxes.delete(u);
         await server.close();
         try {
-          if (config.s3) await deleteAccountObjects(config, join(dataDir, 'camvault.db'));
+          if (config.s3) {
+            const accountIds = pgSchema ? await pgSchema.ids('accounts') : sqliteAccountIds(join(dataDir, 'camvault.db'));
+            await deleteAccountObjects(config, accountIds);
+          }
         } finally {
           await rm(dataDir, { recursive: true, force: true });
+          await pgSchema?.drop();
         }
       })()),
   };
@@ -95,15 +128,17 @@ export async function startTestCloud(overrides: TestCloudOptions = {}): Promise<
  * this cloud's own database, so deleting under those prefixes removes exactly
  * what this cloud stored and nothing of anyone else's.
  */
-async function deleteAccountObjects(config: CloudConfig, dbPath: string): Promise<void> {
-  if (!config.s3) return;
+function sqliteAccountIds(dbPath: string): string[] {
   const db = new Database(dbPath, { readonly: true, fileMustExist: true });
-  let accountIds: string[];
   try {
-    accountIds = (db.prepare('SELECT id FROM accounts').all() as { id: string }[]).map((r) => r.id);
+    return (db.prepare('SELECT id FROM accounts').all() as { id: string }[]).map((r) => r.id);
   } finally {
     db.close();
   }
+}
+
+async function deleteAccountObjects(config: CloudConfig, accountIds: string[]): Promise<void> {
+  if (!config.s3) return;
   if (accountIds.length === 0) return;
   const objects = new S3ObjectStore({ ...config.s3 });
   try {
@@ -176,12 +211,51 @@ export interface TestAccount {
   token: string;
 }
 
-/** Registers an account (a random email unless given) and opens a session. */
+/**
+ * The development outboxes of this process's test clouds, by every URL a test
+ * may call a cloud at (its public URL, and its listen address when a proxy
+ * fronts it), so registerAndLogin(base) finds the mail a cloud sent.
+ */
+const outboxes = new Map<string, DevOutbox>();
+
+function registerOutbox(server: { url: string; mailer: Mailer; app: FastifyInstance }): string[] {
+  if (!(server.mailer instanceof DevOutbox)) return [];
+  const address = server.app.server.address();
+  const urls = [server.url];
+  if (address && typeof address === 'object') urls.push(`http://127.0.0.1:${address.port}`, `https://127.0.0.1:${address.port}`);
+  for (const u of urls) outboxes.set(u, server.mailer);
+  return urls;
+}
+
+/** The development outbox of the test cloud at `base` (any URL it was reached at). */
+export function outboxFor(base: string): DevOutbox {
+  const outbox = outboxes.get(base.replace(/\/+$/, ''));
+  if (!outbox) throw new Error(`no test cloud with a development outbox at ${base}`);
+  return outbox;
+}
+
+/**
+ * The code in the first mail to `email` whose seq is >= `since` (the outbox's
+ * cursor before the request that mails it), waiting for it to arrive.
+ */
+export function mailedCode(base: string, email: string, since: number): Promise<string> {
+  return outboxFor(base).waitForCode(email, since);
+}
+
+/** Registers an account and verifies its address with the mailed code; no session. */
+export async function signUp(base: string, email: string, password: string): Promise<void> {
+  const since = outboxFor(base).cursor;
+  await ok(api(base, 'POST', '/v1/accounts', { body: { email, password } }), 'register');
+  const code = await mailedCode(base, email, since);
+  await ok(api(base, 'POST', '/v1/accounts/verify', { body: { email, code } }), 'verify');
+}
+
+/** Registers an account (a random email unless given), verifies its address and opens a session. */
 export async function registerAndLogin(base: string, opts: { email?: string; password?: string } = {}): Promise<TestAccount> {
   const email = opts.email ?? `user-${randomBytes(6).toString('hex')}@example.com`;
   const password = opts.password ?? 'correct horse battery staple';
-  const { accountId } = await ok(api(base, 'POST', '/v1/accounts', { body: { email, password } }), 'register');
-  const { token } = await ok(api(base, 'POST', '/v1/sessions', { body: { email, password } }), 'login');
+  await signUp(base, email, password);
+  const { token, accountId } = await ok(api(base, 'POST', '/v1/sessions', { body: { email, password } }), 'login');
   return { accountId, email, password, token };
 }
 
@@ -210,4 +284,15 @@ export async function claimDevice(base: string, token: string, serial: string, m
 /** A fresh valid serial: `prefix` then random upper-case hex, 16 characters in all. */
 export function randomSerial(prefix = 'TEST'): string {
   return (prefix + randomBytes(8).toString('hex').toUpperCase()).slice(0, 16);
+}
+
+/** The owner (session `token`) shares a device with another account, by its account id. */
+export async function shareDevice(
+  base: string,
+  token: string,
+  serial: string,
+  accountId: string,
+  role: 'viewer' | 'manager',
+): Promise<void> {
+  await ok(api(base, 'POST', `/v1/devices/${serial}/shares`, { token, body: { accountId, role } }), 'share');
 }

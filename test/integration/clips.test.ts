@@ -74,6 +74,34 @@ describe('the subscriber\'s clips', () => {
     expect(events.body.clips.map((c: { id: string }) => c.id)).toEqual([ids[3], ids[1]]);
   });
 
+  it('pages stay stable while new clips arrive, and clips that start together keep one order', async () => {
+    const cam = await claimDevice(cloud.url, owner.token, randomSerial('PAGE'));
+    const t = clock.now() - 10 * MIN;
+    const together: string[] = [];
+    for (let i = 0; i < 3; i++) together.push(await upload(cam, { body: randomBytes(10), startMs: t }));
+    const older = await upload(cam, { body: randomBytes(10), startMs: t - MIN });
+
+    const list = (q: string) => call(cloud.url, 'GET', `/v1/clips?serial=${cam.serial}&limit=2${q}`, { token: owner.token });
+    const first = await list('');
+    // a newer clip lands between two page requests: the next page goes on where the first stopped
+    const newer = await upload(cam, { body: randomBytes(10), startMs: t + MIN });
+    const seen = first.body.clips.map((c: { id: string }) => c.id);
+    let cursor: string | null = first.body.nextCursor;
+    while (cursor) {
+      const page = await list(`&cursor=${cursor}`);
+      seen.push(...page.body.clips.map((c: { id: string }) => c.id));
+      cursor = page.body.nextCursor;
+    }
+    // same start: the larger id first, as the cursor orders them
+    expect(seen).toEqual([...[...together].sort().reverse(), older]);
+    const fresh = await list('');
+    expect(fresh.body.clips.map((c: { id: string }) => c.id)[0]).toBe(newer);
+
+    for (const bad of ['&cursor=not-a-cursor', `&cursor=${Buffer.from('[1,"x"]').toString('base64url')}`, '&limit=501', '&limit=0']) {
+      await expectError('VALIDATION_FAILED', cloud.url, 'GET', `/v1/clips?serial=${cam.serial}${bad}`, { token: owner.token });
+    }
+  });
+
   it('another account cannot list, get, view, download or delete the clips: they do not exist for it', async () => {
     const id = await upload(camA, { body: randomBytes(100), startMs: clock.now() });
     expect((await call(cloud.url, 'GET', '/v1/clips', { token: stranger.token })).body.clips).toEqual([]);

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newBindCode } from '../../cloud/auth/tokens.js';
 import { ManualClock } from '../../shared/clock.js';
 import { call, expectError } from '../helpers/api-checks.js';
 import {
@@ -43,7 +44,33 @@ describe('binding cameras to accounts', () => {
     expect(res.body.mqtt.password).not.toBe(res.body.deviceToken);
 
     const list = await call(cloud.url, 'GET', '/v1/devices', { token: owner.token });
-    expect(list.body.devices).toEqual([{ serial, model: 'Cam Model 2', boundAt: new Date(clock.now()).toISOString() }]);
+    expect(list.body.devices).toEqual([
+      { serial, model: 'Cam Model 2', boundAt: new Date(clock.now()).toISOString(), role: 'owner' },
+    ]);
+  });
+
+  it('a bind code carries at least 40 bits: 10 characters, each drawn uniformly from a 32-letter alphabet', async () => {
+    const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+    const LENGTH = 10;
+    // the claim: log2(alphabet ^ length) >= 40
+    expect(LENGTH * Math.log2(CROCKFORD.length)).toBeGreaterThanOrEqual(40);
+
+    const owner = await registerAndLogin(cloud.url);
+    const fromApi = [];
+    for (let i = 0; i < 20; i++) fromApi.push(await createBindCode(cloud.url, owner.token));
+    for (const code of fromApi) expect(code).toMatch(new RegExp(`^[${CROCKFORD}]{${LENGTH}}$`));
+    expect(new Set(fromApi).size).toBe(fromApi.length);
+
+    // The generator behind the route: every position takes every letter of the
+    // alphabet. With 2000 draws, a letter missing at some position by chance has a
+    // probability of about 32 * 10 * (31/32)^2000, i.e. below 1e-25; a position
+    // that used fewer bits than it claims (a fixed or biased letter) fails here.
+    const draws = Array.from({ length: 2000 }, () => newBindCode());
+    for (let pos = 0; pos < LENGTH; pos++) {
+      const seen = new Set(draws.map((c) => c[pos]));
+      expect([...seen].sort().join(''), `position ${pos}`).toBe(CROCKFORD);
+    }
+    expect(new Set(draws).size).toBe(draws.length);
   });
 
   it('a bind code works once', async () => {
@@ -64,8 +91,12 @@ describe('binding cameras to accounts', () => {
 
   it('a bind code expires after 10 minutes', async () => {
     const owner = await registerAndLogin(cloud.url);
+    const early = await createBindCode(cloud.url, owner.token);
+    clock.advance(10 * 60_000 - 1);
+    expect((await claim(randomSerial(), early)).status).toBe(200);
+
     const code = await createBindCode(cloud.url, owner.token);
-    clock.advance(10 * 60_000 + 1);
+    clock.advance(10 * 60_000);
     await expectError('BIND_CODE_INVALID', cloud.url, 'POST', '/v1/device/claim', {
       body: { serial: randomSerial(), model: 'M', bindCode: code },
     });
@@ -113,6 +144,21 @@ describe('binding cameras to accounts', () => {
     });
     await setPlan(cloud.url, owner.token, 'standard');
     expect((await claim(randomSerial(), code)).status).toBe(200);
+  });
+
+  it('unbinding a camera frees its place under the plan\'s limit', async () => {
+    const owner = await registerAndLogin(cloud.url);
+    await setPlan(cloud.url, owner.token, 'basic');
+    const first = await claimDevice(cloud.url, owner.token, randomSerial());
+    const code = await createBindCode(cloud.url, owner.token);
+    const second = randomSerial();
+    await expectError('CAMERA_LIMIT_REACHED', cloud.url, 'POST', '/v1/device/claim', {
+      body: { serial: second, model: 'M', bindCode: code },
+    });
+    expect((await call(cloud.url, 'DELETE', `/v1/devices/${first.serial}`, { token: owner.token })).status).toBe(204);
+    expect((await claim(second, code)).status).toBe(200);
+    const list = await call(cloud.url, 'GET', '/v1/devices', { token: owner.token });
+    expect(list.body.devices.map((d: { serial: string }) => d.serial)).toEqual([second]);
   });
 
   it('an unbound camera\'s token stops working at once', async () => {

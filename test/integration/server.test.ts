@@ -45,7 +45,7 @@ describe('the cloud server', () => {
     await closing;
     await closed;
     const answers = got.split(/(?=HTTP\/1\.1 )/);
-    expect(answers[0]).toMatch(/^HTTP\/1\.1 201/);
+    expect(answers[0]).toMatch(/^HTTP\/1\.1 202/);
     expect(answers[1]).toMatch(/^HTTP\/1\.1 503/);
     expect(answers[1]).toContain('{"error":{"code":"SHUTTING_DOWN"');
   });

@@ -45,8 +45,9 @@ describe('cloud configuration', () => {
     [{ CAMVAULT_PUBLIC_URL: 'ftp://x' }, /publicUrl: must be an http/],
     [{ CAMVAULT_URL_SECRET: 'short' }, /urlSigningSecret: must be at least 16/],
     [{ CAMVAULT_LOG_LEVEL: 'loud' }, /logLevel: must be one of/],
-    [{ CAMVAULT_DATABASE_URL: 'postgres://u:p@db/camvault' }, /PostgreSQL store is not implemented yet/],
-    [{ CAMVAULT_DATABASE_URL: 'mysql://db' }, /must be a postgres:\/\/ URL/],
+    [{ CAMVAULT_DATABASE_URL: 'postgres://u:p@db:port/camvault' }, /^invalid config: CAMVAULT_DATABASE_URL must be a postgres:\/\/ or postgresql:\/\/ URL/],
+    [{ CAMVAULT_DATABASE_URL: 'mysql://u:p@db' }, /CAMVAULT_DATABASE_URL must be a postgres:\/\/ or postgresql:\/\/ URL/],
+    [{ CAMVAULT_DATABASE_URL: 'postgres://u:p@db/x', CAMVAULT_DATABASE_POOL_SIZE: '0' }, /databasePoolSize:/],
   ])('a wrong value (%o) stops it with one clear line', (env, message) => {
     let err: unknown;
     try {
@@ -58,6 +59,14 @@ describe('cloud configuration', () => {
     expect((err as Error).message).toMatch(message);
     expect((err as Error).message).not.toContain('\n');
     expect((err as Error).message).not.toContain('u:p');
+  });
+
+  it('CAMVAULT_DATABASE_URL selects PostgreSQL; unset keeps SQLite', () => {
+    const pgConfig = loadCloudConfig({ env: { CAMVAULT_DATABASE_URL: 'postgresql://u:p@db:5433/camvault', CAMVAULT_DATABASE_POOL_SIZE: '25' } });
+    expect(pgConfig.databaseUrl).toBe('postgresql://u:p@db:5433/camvault');
+    expect(pgConfig.databasePoolSize).toBe(25);
+    const sqliteConfig = loadCloudConfig({ env: { CAMVAULT_DATABASE_URL: '' } });
+    expect(sqliteConfig.databaseUrl).toBeUndefined();
   });
 
   it('refuses an unknown key and a file that is not JSON', async () => {
