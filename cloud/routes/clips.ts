@@ -22,8 +22,8 @@ const IdParams = z.object({ id: ClipId }).strict();
 /** clips deleted per round of POST /v1/clips/delete: one object-store call and one transaction each */
 const DELETE_PAGE = 500;
 
-/** An opaque cursor: the (start, id) of the last clip on the page. */
-function encodeCursor(row: ClipRow): string {
+/** An opaque cursor: the (start, id) of the last clip on the page. Exported for bench/api. */
+export function encodeCursor(row: Pick<ClipRow, 'startMs' | 'id'>): string {
   return Buffer.from(JSON.stringify([row.startMs, row.id])).toString('base64url');
 }
 
