@@ -38,6 +38,11 @@ export interface BuildAppOptions {
   https?: TlsMaterial;
 }
 
+/** proxy-addr's meaning of a number: trust the first n hops from the socket */
+function trustHops(n: number): (addr: string, hop: number) => boolean {
+  return (_addr, hop) => hop < n;
+}
+
 /**
  * The cloud's HTTP API as a fastify instance. It never listens (server.ts
  * does), so tests can run it on port 0 or through inject().
@@ -48,6 +53,9 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: config.bodyLimitBytes,
+    // req.ip (rate limits, security log) from X-Forwarded-For only through the configured proxies
+    // (a hop count as the function proxy-addr makes of it: fastify's types lack the number form)
+    trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy,
     // fastify's own 503 while closing answers with a body outside our catalogue;
     // the onRequest hook below gives the same 503 as SHUTTING_DOWN instead
     return503OnClosing: false,

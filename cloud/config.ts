@@ -168,6 +168,14 @@ const CloudConfigSchema = z
     tls: TlsSettings.optional(),
     /** browser origins allowed cross-origin (CORS); empty: none */
     corsOrigins: z.array(CorsOrigin).default([]),
+    /**
+     * Behind a load balancer or reverse proxy, which X-Forwarded-For hops to
+     * believe (fastify's trustProxy): false (default: the socket's address is
+     * the client's), true (every hop), a number of hops, or the proxies'
+     * addresses/CIDRs. Rate limits and the security log key on the client's
+     * address, so behind a proxy this must be set, and only to the proxies.
+     */
+    trustProxy: z.union([z.boolean(), z.number().int().min(1).max(10), z.array(z.string().min(1)).min(1)]).default(false),
     logLevel: LogLevel.default('info'),
     /** the cloud's own mail; absent: the development outbox */
     mail: MailSettings.default({}),
@@ -272,6 +280,12 @@ export function loadCloudConfig(opts: LoadCloudConfigOptions = {}): CloudConfig 
   }
   if (env.CAMVAULT_CORS_ORIGINS !== undefined && env.CAMVAULT_CORS_ORIGINS.trim() !== '') {
     raw.corsOrigins = env.CAMVAULT_CORS_ORIGINS.split(',').map((o) => o.trim()).filter((o) => o !== '');
+  }
+  if (env.CAMVAULT_TRUST_PROXY !== undefined && env.CAMVAULT_TRUST_PROXY.trim() !== '') {
+    const v = env.CAMVAULT_TRUST_PROXY.trim();
+    if (v === 'true' || v === 'false') raw.trustProxy = v === 'true';
+    else if (/^\d+$/.test(v)) raw.trustProxy = Number(v);
+    else raw.trustProxy = v.split(',').map((a) => a.trim()).filter((a) => a !== '');
   }
   if (env.CAMVAULT_SMTP_URL || env.CAMVAULT_MAIL_FROM) {
     const mail: Record<string, unknown> = { ...((raw.mail as object | undefined) ?? {}) };

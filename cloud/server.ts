@@ -138,7 +138,8 @@ export async function startServer(config: CloudConfig, opts: StartServerOptions 
 
   const mailer = createMailer(config.mail);
   if (mailer instanceof SmtpMailer) logger.info({ mail: 'smtp', relay: mailer.endpoint }, 'mail relay configured');
-  else logger.info({ mail: 'outbox' }, 'no SMTP relay configured (CAMVAULT_SMTP_URL): verification and reset codes stay in the development outbox');
+  // warn: without a relay nobody outside this process receives a code, so nobody can sign up
+  else logger.warn({ mail: 'outbox' }, 'no SMTP relay configured (CAMVAULT_SMTP_URL): verification and reset codes stay in the development outbox');
   const app = buildApp({ config, store, objects, clock: opts.clock, logger, publicUrl: getPublicUrl, https, mailer });
   app.addHook('onClose', async () => {
     await mailer.close();

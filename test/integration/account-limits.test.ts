@@ -173,3 +173,34 @@ describe('rate limits on logins, mail, codes and claims', () => {
     }
   });
 });
+
+describe('the client address behind a proxy', () => {
+  /** logins per IP: max 2 a minute; each login from a fresh email, so only the IP limit can stop it */
+  const limits = { loginPerIp: { max: 2, windowSec: 60 }, loginPerAccount: { max: 100, windowSec: 60 } };
+  const login = (base: string, forwardedFor: string) =>
+    fetch(`${base}/v1/sessions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': forwardedFor },
+      body: JSON.stringify({ email: freshEmail(), password: 'wrong password' }),
+    }).then((r) => r.status);
+
+  it('without trustProxy, X-Forwarded-For is ignored: a client cannot dodge the per-IP limit by sending one', async () => {
+    const cloud = await startTestCloud({ rateLimits: limits });
+    try {
+      expect([await login(cloud.url, '10.0.0.1'), await login(cloud.url, '10.0.0.2'), await login(cloud.url, '10.0.0.3')]).toEqual([401, 401, 429]);
+    } finally {
+      await cloud.close();
+    }
+  });
+
+  it('with trustProxy naming the proxy, each forwarded client has its own limit', async () => {
+    const cloud = await startTestCloud({ rateLimits: limits, trustProxy: ['127.0.0.1'] });
+    try {
+      expect([await login(cloud.url, '10.0.0.1'), await login(cloud.url, '10.0.0.1'), await login(cloud.url, '10.0.0.1')]).toEqual([401, 401, 429]);
+      // another client behind the same proxy is not held back by the first
+      expect(await login(cloud.url, '10.0.0.2')).toBe(401);
+    } finally {
+      await cloud.close();
+    }
+  });
+});

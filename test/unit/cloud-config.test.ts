@@ -69,6 +69,14 @@ describe('cloud configuration', () => {
     expect(sqliteConfig.databaseUrl).toBeUndefined();
   });
 
+  it('CAMVAULT_TRUST_PROXY: off by default; true, a hop count, or a list of proxy addresses', () => {
+    expect(loadCloudConfig({ env: {} }).trustProxy).toBe(false);
+    expect(loadCloudConfig({ env: { CAMVAULT_TRUST_PROXY: 'true' } }).trustProxy).toBe(true);
+    expect(loadCloudConfig({ env: { CAMVAULT_TRUST_PROXY: '2' } }).trustProxy).toBe(2);
+    expect(loadCloudConfig({ env: { CAMVAULT_TRUST_PROXY: '10.0.0.0/8, 192.168.1.5' } }).trustProxy).toEqual(['10.0.0.0/8', '192.168.1.5']);
+    expect(() => loadCloudConfig({ env: { CAMVAULT_TRUST_PROXY: '0' } })).toThrow(/trustProxy/);
+  });
+
   it('refuses an unknown key and a file that is not JSON', async () => {
     const bad = join(dir, 'bad.json');
     await writeFile(bad, JSON.stringify({ prot: 1 }));
