@@ -123,6 +123,12 @@ export const AGENT_ENV: Record<string, keyof AgentConfigInput> = {
   FFMPEG_PATH: 'ffmpegPath',
 };
 
+/** the ring buffer's settings (the nested `storage` object), from the environment */
+const STORAGE_ENV: Record<string, 'maxBytes' | 'minFreeBytes'> = {
+  CAMVAULT_AGENT_STORAGE_MAX_BYTES: 'maxBytes',
+  CAMVAULT_AGENT_STORAGE_MIN_FREE_BYTES: 'minFreeBytes',
+};
+
 const NUMERIC: ReadonlySet<string> = new Set(['segmentSeconds', 'uploadConcurrency', 'multipartPartBytes', 'uploadBytesPerSec', 'uploadBurstBytes']);
 const BOOLEAN: ReadonlySet<string> = new Set(['development']);
 
@@ -175,6 +181,13 @@ export function loadAgentConfig(opts: LoadAgentConfigOptions = {}): AgentConfig 
   }
   const { values: envValues, sources } = fromEnv(env);
   const merged: Record<string, unknown> = { ...fileValues, ...envValues };
+  for (const [name, key] of Object.entries(STORAGE_ENV)) {
+    const raw = env[name];
+    if (raw === undefined || raw === '') continue;
+    const base = merged.storage;
+    merged.storage = { ...(typeof base === 'object' && base !== null && !Array.isArray(base) ? base : {}), [key]: /^\s*-?\d+(\.\d+)?\s*$/.test(raw) ? Number(raw) : raw };
+    sources.storage = name;
+  }
   for (const [k, v] of Object.entries(opts.overrides ?? {})) {
     if (v !== undefined) {
       merged[k] = v;

@@ -35,6 +35,16 @@ describe('agent config: ring buffer and bandwidth', () => {
     expect(c).toMatchObject({ uploadBytesPerSec: 125_000, uploadBurstBytes: 250_000 });
   });
 
+  it('takes the quota and reserve from the environment too, over the file, each on its own', () => {
+    const file = join(dir, 'e.json');
+    writeFileSync(file, JSON.stringify({ ...good, storage: { maxBytes: 8_000_000_000, minFreeBytes: 0 } }));
+    expect(loadAgentConfig({ file, env: { CAMVAULT_AGENT_STORAGE_MAX_BYTES: '2000000000' } }).storage).toEqual({ maxBytes: 2_000_000_000, minFreeBytes: 0 });
+    expect(loadAgentConfig({ env: { CAMVAULT_AGENT_STORAGE_MIN_FREE_BYTES: '1000' }, overrides: good }).storage).toEqual({ minFreeBytes: 1000 });
+    expect(errorOf(() => loadAgentConfig({ env: { CAMVAULT_AGENT_STORAGE_MAX_BYTES: 'lots' }, overrides: good }))).toMatch(
+      /^invalid agent config: storage\.maxBytes: .*\(from CAMVAULT_AGENT_STORAGE_MAX_BYTES\)$/,
+    );
+  });
+
   it('names the field of a bad value in one line', () => {
     expect(errorOf(() => loadAgentConfig({ env: {}, overrides: { ...good, storage: { maxBytes: 0 } } }))).toMatch(
       /^invalid agent config: storage\.maxBytes: must be more than 0/,
