@@ -3,3 +3,4 @@ export * from './accounts.js';
 export * from './devices.js';
 export * from './uploads.js';
 export * from './clips.js';
+export * from './alerts.js';
