@@ -100,7 +100,8 @@ export function applyHardening(app: FastifyInstance, config: CloudConfig, opts: 
 
   // Answers carry tokens, signed URLs and personal data: no cache keeps them.
   // Routes that mean otherwise (the object store's GET) set their own.
-  app.addHook('onSend', async (_req, reply) => {
+  app.addHook('onSend', (_req, reply, payload, done) => {
     if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store');
+    done(null, payload);
   });
 }
