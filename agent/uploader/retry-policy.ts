@@ -95,6 +95,8 @@ export const PARK_CODES: ReadonlySet<string> = new Set([
   'DEVICE_NOT_FOUND',
   'FORBIDDEN',
   'SHUTTING_DOWN',
+  // the owner cancelled the account: footage stays on the device, nothing is retried in a loop
+  'ACCOUNT_CANCELLED',
 ]);
 
 /**

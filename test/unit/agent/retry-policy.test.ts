@@ -51,6 +51,7 @@ describe('what a failure leads to', () => {
 
   it('parks the queue on refusals about the account or device', () => {
     expect(c(402, 'PLAN_REQUIRED')).toBe('park');
+    expect(c(410, 'ACCOUNT_CANCELLED')).toBe('park');
     expect(c(401, 'DEVICE_UNAUTHENTICATED')).toBe('park');
     expect(c(403, 'STORAGE_CAP_REACHED')).toBe('park');
   });
