@@ -8,7 +8,7 @@ import type { z } from 'zod';
 import { systemClock, type Clock } from '../shared/clock.js';
 import { ErrorResponse } from '../shared/contracts/common.js';
 import { CompleteResponse } from '../shared/contracts/clips.js';
-import { ClaimResponse, type ClaimRequest } from '../shared/contracts/devices.js';
+import { ClaimResponse, DeviceConfigResponse, type ClaimRequest } from '../shared/contracts/devices.js';
 import { PresignResponse, type CompleteRequest, type PresignRequest, type PresignedPart } from '../shared/contracts/uploads.js';
 import { sliceBytes, TokenBucket } from './uploader/token-bucket.js';
 
@@ -221,6 +221,16 @@ export class CloudClient {
 
   setDeviceCredentials(serial: string, deviceToken: string): void {
     this.authorization = `Device ${serial}:${deviceToken}`;
+  }
+
+  /** The owner unbound the device (issue 7): its token is gone; authenticated calls fail from now on. */
+  clearDeviceCredentials(): void {
+    this.authorization = undefined;
+  }
+
+  /** GET /v1/device/config: where the MQTT broker is (issue 7). */
+  deviceConfig(opts: CallOptions = {}): Promise<DeviceConfigResponse> {
+    return this.call('GET', '/v1/device/config', undefined, DeviceConfigResponse, { ...opts, auth: true });
   }
 
   claim(req: ClaimRequest, opts: CallOptions = {}): Promise<ClaimResponse> {

@@ -86,6 +86,36 @@ const AgentConfigSchema = z
       .default(0),
     /** what the cap lets through at once after a quiet spell; default one second's worth, at least 64 KiB */
     uploadBurstBytes: z.number().int('must be a whole number').min(1024, 'must be at least 1024').optional(),
+    /**
+     * The MQTT broker (issue 7), overriding the URL the cloud gives at claim
+     * and in GET /v1/device/config: mqtts://host:port, or mqtt:// with
+     * development only. Absent: the cloud's.
+     */
+    mqttUrl: z
+      .string()
+      .url('must be a URL')
+      .refine((u) => /^mqtts?:$/.test(new URL(u).protocol), 'must be an mqtt:// or mqtts:// URL')
+      .optional(),
+    /** alerts kept while the broker is unreachable; beyond, the oldest are dropped and counted */
+    alertOutboxMax: z.number().int('must be a whole number').min(1, 'must be at least 1').max(100_000, 'must be at most 100000').default(1000),
+    /**
+     * How long an alert may wait for its motion's clip to be journaled, so it
+     * carries the clip id. 0 (default): published at once, with the clip id
+     * only when the alert had to wait for the broker anyway.
+     */
+    alertClipWaitSec: z.number().int('must be a whole number').min(0, 'must be 0 or more').max(600, 'must be at most 600').default(0),
+    /**
+     * The simulator's clock-skew fault (issue 8), development only: the agent
+     * runs on a clock this many ms off the real one, as a camera that booted
+     * without NTP. Every time it stamps (segments, motion, the journal) moves
+     * with it. Refused without development: true.
+     */
+    clockSkewMs: z
+      .number()
+      .int('must be a whole number')
+      .min(-365 * 86_400_000, 'must be at most a year either way')
+      .max(365 * 86_400_000, 'must be at most a year either way')
+      .default(0),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -95,6 +125,16 @@ const AgentConfigSchema = z
         path: ['cloudUrl'],
         message: 'must be https:// (plain http is allowed only with development: true)',
       });
+    }
+    if (!c.development && c.mqttUrl !== undefined && new URL(c.mqttUrl).protocol !== 'mqtts:') {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['mqttUrl'],
+        message: 'must be mqtts:// (plain mqtt is allowed only with development: true)',
+      });
+    }
+    if (!c.development && c.clockSkewMs !== 0) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['clockSkewMs'], message: 'is a simulator fault: allowed only with development: true' });
     }
   });
 
@@ -120,6 +160,10 @@ export const AGENT_ENV: Record<string, keyof AgentConfigInput> = {
   CAMVAULT_AGENT_AUDIO: 'audio',
   CAMVAULT_AGENT_UPLOAD_BYTES_PER_SEC: 'uploadBytesPerSec',
   CAMVAULT_AGENT_UPLOAD_BURST_BYTES: 'uploadBurstBytes',
+  CAMVAULT_AGENT_MQTT_URL: 'mqttUrl',
+  CAMVAULT_AGENT_ALERT_OUTBOX_MAX: 'alertOutboxMax',
+  CAMVAULT_AGENT_ALERT_CLIP_WAIT_SEC: 'alertClipWaitSec',
+  CAMVAULT_AGENT_CLOCK_SKEW_MS: 'clockSkewMs',
   FFMPEG_PATH: 'ffmpegPath',
 };
 
@@ -129,7 +173,16 @@ const STORAGE_ENV: Record<string, 'maxBytes' | 'minFreeBytes'> = {
   CAMVAULT_AGENT_STORAGE_MIN_FREE_BYTES: 'minFreeBytes',
 };
 
-const NUMERIC: ReadonlySet<string> = new Set(['segmentSeconds', 'uploadConcurrency', 'multipartPartBytes', 'uploadBytesPerSec', 'uploadBurstBytes']);
+const NUMERIC: ReadonlySet<string> = new Set([
+  'segmentSeconds',
+  'uploadConcurrency',
+  'multipartPartBytes',
+  'uploadBytesPerSec',
+  'uploadBurstBytes',
+  'alertOutboxMax',
+  'alertClipWaitSec',
+  'clockSkewMs',
+]);
 const BOOLEAN: ReadonlySet<string> = new Set(['development']);
 
 /** A configuration problem: its message is the one line the CLI prints. */

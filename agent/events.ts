@@ -41,7 +41,7 @@ export class MotionEvents extends EventEmitter {
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly keepMs: number;
-  private readonly marginMs: number;
+  private readonly marginMsValue: number;
   private readonly times: number[] = [];
   private socket: Socket | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
@@ -55,7 +55,7 @@ export class MotionEvents extends EventEmitter {
     this.clock = opts.clock ?? systemClock;
     this.log = opts.logger;
     this.keepMs = opts.keepMs ?? 10 * 60_000;
-    this.marginMs = opts.marginMs ?? 1000;
+    this.marginMsValue = opts.marginMs ?? 1000;
   }
 
   start(): void {
@@ -64,6 +64,11 @@ export class MotionEvents extends EventEmitter {
 
   get isConnected(): boolean {
     return this.connected;
+  }
+
+  /** the margin around a segment within which motion makes it an event clip (the alert outbox uses the same) */
+  get marginMs(): number {
+    return this.marginMsValue;
   }
 
   /** Records a motion at `atMs` (agent clock). */

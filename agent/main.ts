@@ -2,14 +2,15 @@ import { parseArgs } from 'node:util';
 import { createLogger } from '../shared/log.js';
 import { Agent } from './agent.js';
 import { AgentConfigError, loadAgentConfig, type AgentConfig } from './config.js';
+import { emailCommand } from './email/cli.js';
 import { formatDeviceStatus, readDeviceStatus, type DeviceStatus } from './status.js';
 
 /**
  * npm run agent -- run [--config FILE]
  * npm run agent -- status [--config FILE] [--json]
- * npm run agent -- email set|test|disable   (not implemented yet)
+ * npm run agent -- email set|test|disable [--config FILE] …   (agent/email/cli.ts)
  */
-const USAGE = 'usage: npm run agent -- run [--config FILE] | status [--config FILE] [--json] | email set|test|disable';
+const USAGE = 'usage: npm run agent -- run [--config FILE] | status [--config FILE] [--json] | email set|test|disable [--config FILE]';
 
 function fail(message: string, code: number): never {
   console.error(`agent: ${message}`);
@@ -57,8 +58,8 @@ async function run(cfg: AgentConfig): Promise<void> {
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   if (command === 'email') {
-    console.error('agent: email alerts are not implemented yet');
-    process.exit(2);
+    const code = await emailCommand(rest, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env });
+    process.exit(code);
   }
   if (command !== 'run' && command !== 'status') fail(command ? `unknown command ${JSON.stringify(command)}\n${USAGE}` : USAGE, 2);
   let values: { config?: string; json?: boolean };

@@ -2,7 +2,10 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { systemClock, type Clock } from '../shared/clock.js';
 import type { AgentConfig } from './config.js';
-import { Journal, JOURNAL_FILE, type ClipCounts } from './journal/journal.js';
+import { formatEmailStatus, readEmailStatus, type EmailStatus } from './email/status.js';
+import type { UploadMode } from '../shared/contracts/alerts.js';
+import { ALERT_STATS, Journal, JOURNAL_FILE, LOCAL_ONLY_EVICTED_STAT, MQTT_STATUS_STAT, UNBOUND_CLIPS_STAT, type ClipCounts } from './journal/journal.js';
+import type { MqttStatus } from './mqtt/connection.js';
 import { resolveQuota } from './storage/keeper.js';
 import { diskUsage, type DiskUsage } from './storage/ring-buffer.js';
 import type { LastUploadError } from './uploader/uploader.js';
@@ -41,7 +44,7 @@ export interface DeviceStatus {
   /** partial segments with nothing playable left, dropped at start-up */
   droppedSegments: number;
   /** the recorder's troubles: frozen inputs caught by the watchdog, stream changes that cut a segment, segments with no video */
-  recording: { stalls: number; streamChanges: number; segmentsWithoutVideo: number };
+  recording: { stalls: number; streamChanges: number; segmentsWithoutVideo: number; ffmpegCrashes: number };
   disk: {
     /** bytes of the segment files the journal knows */
     segmentsBytes: number;
@@ -51,6 +54,20 @@ export interface DeviceStatus {
     totalBytes: number;
   } | null;
   counts: ClipCounts;
+  /** the broker connection as the running agent last journaled it (issue 7); null before it ever tried */
+  mqtt: MqttStatus | null;
+  /** the alert outbox: waiting for the broker, dropped because it was full, acknowledged by the broker */
+  alerts: { waiting: number; dropped: number; sent: number };
+  /** set by the owner's command: 'events' uploads event clips only */
+  uploadMode: UploadMode;
+  /** the owner unbound the camera (an MQTT command): nothing is uploaded until a new bind code claims it */
+  unbound: { at: number } | null;
+  /** clips never uploaded because of an unbind, and clips kept on the device only (upload mode, unbound) that the ring buffer evicted */
+  notUploaded: { unbound: number; localOnlyEvicted: number };
+  /** email alerts (issue 7): on or off, how many recipients, the last mail; never the host, user or addresses */
+  email?: EmailStatus;
+  /** whether the cloud takes the device's clip times (issue 8); null before the question came up */
+  clock: (ClockStatus & { refusals: number }) | null;
 }
 
 export interface StatusOptions {
@@ -59,6 +76,24 @@ export interface StatusOptions {
 }
 
 type StatusConfig = Pick<AgentConfig, 'dataDir' | 'channel' | 'storage'>;
+
+/**
+ * agent_stats key of the device clock as the cloud sees it (issue 8, clock
+ * skew): n counts refusals of clip start times the device's own clock calls
+ * fresh, info is the ClockStatus the running agent wrote when it last changed.
+ */
+export const CLOCK_STAT = 'clock';
+/** agent_stats key: ffmpeg killed by a signal the recorder did not send (a crash, the OOM killer); restarted each time */
+export const FFMPEG_CRASHES_STAT = 'recorder_crashes';
+
+export interface ClockStatus {
+  /** 'wrong': the cloud refused a fresh clip's start time, so the device clock is off; 'ok': the cloud took a clip since */
+  state: 'wrong' | 'ok';
+  /** when this state began (device clock) */
+  since: number;
+  /** the last refusal, kept after the clock is right again */
+  lastRefusal: { clipId: string; startMs: number; at: number } | null;
+}
 
 /** The device's status from its data directory. Throws one clear line when there is no journal. */
 export async function readDeviceStatus(config: StatusConfig, opts: StatusOptions = {}): Promise<DeviceStatus> {
@@ -101,7 +136,12 @@ export async function readDeviceStatus(config: StatusConfig, opts: StatusOptions
       evicted: { clips: n('evicted_clips'), bytes: n('evicted_bytes') },
       droppedSegments: n('dropped_segments'),
       // the keys of RECORDING_STATS in agent.ts (not imported: agent.ts pulls in the whole recorder)
-      recording: { stalls: n('recorder_stalls'), streamChanges: n('stream_changes'), segmentsWithoutVideo: n('segments_without_video') },
+      recording: {
+        stalls: n('recorder_stalls'),
+        streamChanges: n('stream_changes'),
+        segmentsWithoutVideo: n('segments_without_video'),
+        ffmpegCrashes: n(FFMPEG_CRASHES_STAT),
+      },
       disk: disk
         ? {
             segmentsBytes,
@@ -112,6 +152,13 @@ export async function readDeviceStatus(config: StatusConfig, opts: StatusOptions
           }
         : null,
       counts: journal.countsByState(),
+      mqtt: (stats[MQTT_STATUS_STAT]?.info as MqttStatus | null | undefined) ?? null,
+      alerts: { waiting: journal.alertOutboxSize(), dropped: n(ALERT_STATS.dropped), sent: n(ALERT_STATS.sent) },
+      uploadMode: journal.uploadMode(),
+      unbound: ((r) => (r ? { at: r.at } : null))(journal.unboundRecord()),
+      notUploaded: { unbound: n(UNBOUND_CLIPS_STAT), localOnlyEvicted: n(LOCAL_ONLY_EVICTED_STAT) },
+      email: readEmailStatus(journal),
+      clock: ((c) => (c ? { ...c, refusals: n(CLOCK_STAT) } : null))(stats[CLOCK_STAT]?.info as ClockStatus | null | undefined),
     };
   } finally {
     journal.close();
@@ -138,7 +185,36 @@ export function formatAge(ms: number): string {
   return `${Math.floor(s / 86_400)} d ${Math.floor((s % 86_400) / 3600)} h`;
 }
 
-const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
+const plural = (n: number, word: string, many = `${word}s`): string => `${n} ${n === 1 ? word : many}`;
+
+/** The broker line of `agent status`: the state the running agent journaled when it last changed. */
+export function formatMqtt(m: MqttStatus | null, when: (at: number) => string): string {
+  if (!m) return 'not used yet';
+  const next = m.retryAt !== null ? `; next try at ${new Date(m.retryAt).toISOString()}` : '';
+  switch (m.state) {
+    case 'connected':
+      return `connected to ${m.broker ?? '?'} since ${when(m.since)}`;
+    case 'connecting':
+      return `connecting to ${m.broker ?? '?'} since ${when(m.since)}`;
+    case 'refused':
+      return `REFUSED the device credential (${m.code ?? '?'}) since ${when(m.since)}: retrying slowly${next}`;
+    case 'disconnected':
+      return `cannot reach ${m.broker ?? 'the broker'} (${m.code ?? '?'}) since ${when(m.since)}${next}`;
+    case 'off':
+      return m.code === 'STOPPED' || m.code === 'UNBOUND'
+        ? `not connected (${m.code === 'STOPPED' ? 'the agent stopped' : 'unbound'} at ${when(m.since)})`
+        : `not connected (${m.code ?? 'no broker yet'})${next}`;
+  }
+}
+
+/** The clock line of `agent status`: loud while the cloud refuses the device's time. */
+export function formatClock(c: DeviceStatus['clock'], when: (at: number) => string): string {
+  if (!c) return 'no clip time refused';
+  const refusals = `${plural(c.refusals, 'refusal')}, last ${c.lastRefusal ? `clip ${c.lastRefusal.clipId} at ${when(c.lastRefusal.at)}` : 'none'}`;
+  return c.state === 'wrong'
+    ? `WRONG since ${when(c.since)}: the cloud refuses clip start times this device calls fresh, so its clock is over 5 minutes ahead of the cloud's or days behind (NTP?); uploads wait, footage stays queued (${refusals})`
+    : `the cloud takes clip times again since ${when(c.since)} (${refusals})`;
+}
 
 /** The human-readable status, a line per fact. */
 export function formatDeviceStatus(st: DeviceStatus, now: number = Date.now()): string {
@@ -146,6 +222,9 @@ export function formatDeviceStatus(st: DeviceStatus, now: number = Date.now()): 
   const when = (at: number): string => `${new Date(at).toISOString()} (${formatAge(Math.max(0, now - at))} ago)`;
   const lines = [
     `device:        ${st.serial ?? '(not claimed)'}`,
+    ...(st.unbound
+      ? [`binding:       UNBOUND by the owner at ${when(st.unbound.at)}: nothing is uploaded and no alert is sent; recording goes on into the ring buffer until a new bind code binds it`]
+      : []),
     `queue:         ${plural(q.depth, 'clip')} waiting (${q.events} event, ${q.continuous} continuous; ${q.uploading} uploading now)`,
     `oldest:        ${q.oldestAgeMs === null ? 'nothing waiting' : `${formatAge(q.oldestAgeMs)} old (${q.oldestClipId})`}`,
     `at risk:       ${formatBytes(q.bytesAtRisk)} not in the cloud${st.failed.clips > 0 ? ` (${plural(st.failed.clips, 'clip')}, ${formatBytes(st.failed.bytes)}, refused by the cloud)` : ''}`,
@@ -153,10 +232,19 @@ export function formatDeviceStatus(st: DeviceStatus, now: number = Date.now()): 
     `last error:    ${st.lastError ? `${st.lastError.code} at ${when(st.lastError.at)}${st.lastError.clipId ? ` on clip ${st.lastError.clipId}` : ''}: ${st.lastError.message}` : 'none'}`,
     `footage lost:  ${plural(st.lost.clips, 'clip')}, ${formatBytes(st.lost.bytes)}; dropped segments: ${st.droppedSegments}`,
     `ring buffer:   ${plural(st.evicted.clips, 'clip')} evicted, ${formatBytes(st.evicted.bytes)}`,
-    `recording:     ${plural(st.recording.stalls, 'stall')} (input frozen, ffmpeg restarted), ${plural(st.recording.streamChanges, 'stream change')}, ${plural(st.recording.segmentsWithoutVideo, 'segment')} without video`,
+    `recording:     ${plural(st.recording.stalls, 'stall')} (input frozen, ffmpeg restarted), ${plural(st.recording.streamChanges, 'stream change')}, ${plural(st.recording.segmentsWithoutVideo, 'segment')} without video, ${plural(st.recording.ffmpegCrashes, 'ffmpeg crash', 'ffmpeg crashes')} (restarted, open segment salvaged)`,
+    `clock:         ${formatClock(st.clock, when)}`,
     st.disk
       ? `disk:          segments ${formatBytes(st.disk.segmentsBytes)} of a ${formatBytes(st.disk.maxBytes)} quota; ${formatBytes(st.disk.freeBytes)} free of ${formatBytes(st.disk.totalBytes)} (reserve ${formatBytes(st.disk.minFreeBytes)})`
       : 'disk:          cannot be measured',
+    ...(st.email ? [`email alerts:  ${formatEmailStatus(st.email, when)}`] : []),
+    `broker:        ${formatMqtt(st.mqtt, when)}`,
+    `alerts:        ${st.alerts.waiting} waiting for the broker, ${st.alerts.dropped} dropped (outbox full), ${st.alerts.sent} sent`,
+    `upload mode:   ${
+      st.uploadMode === 'events'
+        ? `events: event clips only; continuous footage stays on the device (${st.queue.continuous} clips now, ${st.notUploaded.localOnlyEvicted} evicted so far)`
+        : 'continuous: every clip'
+    }${st.notUploaded.unbound > 0 ? `; ${plural(st.notUploaded.unbound, 'clip')} never uploaded because of an unbind` : ''}`,
     `clips by state: ${Object.entries(st.counts)
       .map(([k, v]) => `${k} ${v}`)
       .join(', ')}`,

@@ -106,9 +106,9 @@ async function main(): Promise<void> {
     const ratio = a / b;
     const pass = ratio >= LOW && ratio <= HIGH;
     if (!pass) failed = true;
-    print({ figure: `${figure}_median_ms_${names[0]}`, value: round(a, 2), unit: 'ms', target: null, pass: null });
+    print({ figure: `${figure}_median_ms_${names[0]}`, value: round(a, 2), unit: 'ms', target: null, pass: null, baseline_figure: `${figure}_median_ms_${names[1]}` });
     print({ figure: `${figure}_median_ms_${names[1]}`, value: round(b, 2), unit: 'ms', target: null, pass: null });
-    print({ figure: `${figure}_time_ratio_${names[0]}_vs_${names[1]}`, value: round(ratio, 3), unit: 'ratio', target: HIGH, pass, range: [LOW, HIGH], samples: ROUNDS });
+    print({ figure: `${figure}_time_ratio_${names[0]}_vs_${names[1]}`, value: round(ratio, 3), unit: 'ratio', target: HIGH, pass, range: [LOW, HIGH], samples: ROUNDS, baseline_figure: `${figure}_median_ms_${names[1]}` });
   };
 
   try {

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { systemClock, type Clock } from '../shared/clock.js';
 import { CamvaultError } from '../shared/errors.js';
@@ -9,12 +10,17 @@ import { applyHardening } from './http/hardening.js';
 import type { TlsMaterial } from './http/tls.js';
 import { DevOutbox } from './mail/outbox.js';
 import type { Mailer } from './mail/types.js';
+import { deviceCommandsOver } from './mqtt/index.js';
+import type { DeviceBroker, DeviceCommands } from './mqtt/types.js';
+import { setUpNotifications } from './notifications/index.js';
 import { LocalObjectStore, localObjectRoutes } from './objects/local.js';
 import { openapiRoutes } from './openapi.js';
 import type { ObjectStore } from './objects/types.js';
+import { accountRightsRoutes } from './routes/account-rights.js';
 import { accountRoutes } from './routes/accounts.js';
 import { clipRoutes } from './routes/clips.js';
 import { deviceClaimRoutes } from './routes/device-claim.js';
+import { deviceConfigRoutes } from './routes/device-config.js';
 import { deviceUploadRoutes } from './routes/device-uploads.js';
 import { deviceRoutes } from './routes/devices.js';
 import { healthRoutes } from './routes/health.js';
@@ -36,6 +42,22 @@ export interface BuildAppOptions {
   mailer?: Mailer;
   /** serve HTTPS with this certificate and key (server.ts reads config.tls) */
   https?: TlsMaterial;
+  /** the security log's IP key (server.ts: resolveSecurityLogKey); absent: a random key for this process only (tests) */
+  securityLogKey?: Buffer;
+  /** commands to devices over MQTT (issue 7); default: over `broker` */
+  deviceCommands?: DeviceCommands;
+  /** the MQTT broker (server.ts opens it); closed by the app's onClose. Absent: no alerts come in, and GET /v1/device/config answers 503 */
+  broker?: DeviceBroker;
+}
+
+/** the context buildApp handed its routes, for what runs beside them (server.ts's jobs) */
+const CONTEXTS = new WeakMap<FastifyInstance, AppContext>();
+
+/** The AppContext of an app made by buildApp. */
+export function appContext(app: FastifyInstance): AppContext {
+  const ctx = CONTEXTS.get(app);
+  if (!ctx) throw new Error('not an app made by buildApp');
+  return ctx;
 }
 
 /** proxy-addr's meaning of a number: trust the first n hops from the socket */
@@ -83,7 +105,11 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     clock: opts.clock ?? systemClock,
     publicUrl: opts.publicUrl,
     mailer: opts.mailer ?? new DevOutbox(),
+    securityLogKey: opts.securityLogKey ?? randomBytes(32),
+    deviceCommands: opts.deviceCommands ?? (opts.broker ? deviceCommandsOver(opts.broker) : undefined),
+    broker: opts.broker,
   };
+  CONTEXTS.set(app, ctx);
 
   let closing = false;
   app.addHook('preClose', async () => {
@@ -98,6 +124,8 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
   // Resources close after the server has stopped taking requests, the object
   // store before the metadata store (reverse order of start-up).
   app.addHook('onClose', async () => {
+    // the broker first (no more alerts), and the alerts in hand stored, while the stores are open
+    await notifications.close();
     await objects.close();
     await store.close();
   });
@@ -131,6 +159,9 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
   void app.register(deviceClaimRoutes, ctx);
   void app.register(deviceUploadRoutes, ctx);
   void app.register(clipRoutes, ctx);
+  void app.register(deviceConfigRoutes, ctx);
+  const notifications = setUpNotifications(app, ctx, opts.broker);
+  void app.register(accountRightsRoutes, ctx);
   if (objects instanceof LocalObjectStore) void app.register(localObjectRoutes, { store: objects });
 
   return app;

@@ -2,8 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import cron from 'node-cron';
 import { z } from 'zod';
 import { PlanName } from '../shared/contracts/index.js';
+import { KEY32_RULE, parseKey32 } from './ip-crypto.js';
 
 /**
  * A configuration value is wrong. The message is one line that names the
@@ -125,6 +127,119 @@ const TlsSettings = z
   .strict();
 export type TlsSettings = z.output<typeof TlsSettings>;
 
+/** mqtt:// or mqtts:// with a host; the messages never repeat the value */
+const MqttUrl = z.string().refine((u) => {
+  if (!/^mqtts?:\/\//.test(u)) return false;
+  try {
+    return new URL(u).hostname !== '';
+  } catch {
+    return false;
+  }
+}, 'must be an mqtt:// or mqtts:// URL with a host');
+
+/**
+ * The MQTT broker (DESIGN.md, "Embedded defaults and production engines").
+ * Without `url`, aedes runs inside the cloud process and listens on
+ * host:port, over TLS with the cloud's own certificate when `tls` is set.
+ * With `url` (CAMVAULT_MQTT_URL), the cloud connects to an external Mosquitto 2
+ * with the dynamic security plugin as the admin client named here, and
+ * provisions each device's client and role over $CONTROL.
+ */
+const MqttSettings = z
+  .object({
+    /** an external Mosquitto; absent: aedes inside the cloud */
+    url: MqttUrl.optional(),
+    /** the dynsec admin client the cloud logs in as (CAMVAULT_MQTT_ADMIN_USER / _PASSWORD) */
+    adminUser: z.string().min(1).max(256).optional(),
+    adminPassword: z.string().min(1).max(1024).optional(),
+    /** a CA certificate (PEM) trusted for an mqtts:// url, besides Node's roots */
+    caFile: z.string().min(1).optional(),
+    /** where aedes listens; default: the HTTP host */
+    host: z.string().min(1).optional(),
+    /** aedes's port; default 1883, or a free port when the HTTP port is 0 (tests) */
+    port: z.number().int().min(0).max(65535).optional(),
+    /** the broker URL devices are told (claim answer, GET /v1/device/config); default: derived from the listen address or url */
+    publicUrl: MqttUrl.optional(),
+    /** how long a $CONTROL command, or the delivery of an unbind command, may take */
+    commandTimeoutMs: z.number().int().min(100).max(120_000).default(10_000),
+  })
+  .strict()
+  .refine((m) => m.url === undefined || (m.adminUser !== undefined && m.adminPassword !== undefined), {
+    message: 'an external broker (url, CAMVAULT_MQTT_URL) needs adminUser and adminPassword (CAMVAULT_MQTT_ADMIN_USER, CAMVAULT_MQTT_ADMIN_PASSWORD)',
+  });
+export type MqttSettings = z.output<typeof MqttSettings>;
+
+/** The account's webhook deliveries: bounded retries, bounded memory, never in the way of alert intake. */
+const WebhookSettings = z
+  .object({
+    /** development only: allow http:// and loopback or private addresses (CAMVAULT_WEBHOOK_ALLOW_INSECURE) */
+    allowInsecure: z.boolean().default(false),
+    /** one POST may take this long */
+    timeoutMs: z.number().int().min(100).max(60_000).default(5000),
+    /** tries of one delivery in all (first included) */
+    maxAttempts: z.number().int().min(1).max(10).default(4),
+    /** the wait before the first retry; each next one waits 4 times longer, up to maxDelayMs */
+    minDelayMs: z.number().int().min(1).max(600_000).default(1000),
+    maxDelayMs: z.number().int().min(1).max(3_600_000).default(60_000),
+    /** deliveries waiting or retrying at once, per node; beyond it a delivery is dropped and counted */
+    maxQueued: z.number().int().min(1).max(1_000_000).default(10_000),
+    /** POSTs in flight at once, per node */
+    concurrency: z.number().int().min(1).max(256).default(16),
+  })
+  .strict();
+export type WebhookSettings = z.output<typeof WebhookSettings>;
+
+/** Alerts turned into notifications (SSE at GET /v1/notifications, and the account's webhook). */
+const NotificationSettings = z
+  .object({
+    /** notifications are kept this long, so an SSE client can resume with Last-Event-ID */
+    retentionDays: z.number().int().min(1).max(90).default(7),
+    /** a comment line on every open stream this often, so proxies keep it open and dead clients are found */
+    heartbeatSec: z.number().min(0.05).max(300).default(15),
+    /** open SSE streams per account, per node */
+    maxStreamsPerAccount: z.number().int().min(1).max(1000).default(10),
+    /** alerts per device: a bucket of alertBurst, refilled at alertsPerMinute; the rest is dropped and counted */
+    alertBurst: z.number().int().min(1).max(10_000).default(10),
+    alertsPerMinute: z.number().min(0.1).max(60_000).default(12),
+    webhook: WebhookSettings.default({}),
+  })
+  .strict();
+export type NotificationSettings = z.output<typeof NotificationSettings>;
+
+/** a node-cron expression: five fields, or six with seconds first */
+const CronExpression = z.string().refine((e) => cron.validate(e), 'must be a cron expression (5 fields, or 6 with seconds first)');
+
+/**
+ * The background jobs (cloud/jobs/): retention every minute, the orphan sweep
+ * hourly. Every node may run them: nodes coordinate through the database
+ * (leases), never through each other.
+ */
+const JobSettings = z
+  .object({
+    /** schedule the jobs on this node (CAMVAULT_JOBS_ENABLED); off, passes run only by hand */
+    enabled: z.boolean().default(true),
+    /** when retention runs (CAMVAULT_RETENTION_CRON); P3 promises expired clips gone within this interval */
+    retentionCron: CronExpression.default('* * * * *'),
+    /** when the orphan sweep runs (CAMVAULT_SWEEP_CRON) */
+    sweepCron: CronExpression.default('17 * * * *'),
+    /** clips leased per claim, and keys per object-store delete call (S3 takes at most 1000) */
+    retentionBatch: z.number().int().min(1).max(1000).default(1000),
+    /** delete calls in flight at once, per node */
+    retentionConcurrency: z.number().int().min(1).max(32).default(4),
+    /**
+     * how long a claim on a batch holds; a node that dies holding one delays
+     * those clips by this much. A claim that outlives its lease is harmless:
+     * deletes are idempotent, so two nodes at worst delete the same keys.
+     */
+    retentionLeaseSec: z.number().int().min(10).max(3600).default(120),
+    /** objects without a clip, uploads never completed and multipart uploads never finished go after this */
+    orphanAgeHours: z.number().int().min(1).max(24 * 30).default(24),
+    /** job receipts (job_runs) are kept this long */
+    receiptDays: z.number().int().min(1).max(3650).default(90),
+  })
+  .strict();
+export type JobSettings = z.output<typeof JobSettings>;
+
 /**
  * A browser origin allowed to call the API cross-origin: scheme, host and
  * port, nothing else. A '*' is refused: the API answers with account data.
@@ -146,6 +261,12 @@ const CloudConfigSchema = z
       .refine((u) => /^https?:\/\//.test(u), 'must be an http:// or https:// URL')
       .transform((u) => u.replace(/\/+$/, ''))
       .optional(),
+    /**
+     * AES-256-GCM key of the IP addresses in the security log (CAMVAULT_SECURITY_LOG_KEY):
+     * 32 bytes as hex or base64; made once and kept in dataDir when absent
+     * (cloud/ip-crypto.ts). Several nodes on one database need the same one.
+     */
+    securityLogKey: z.string().refine((k) => parseKey32(k) !== null, KEY32_RULE).optional(),
     /** HMAC key of the local object store's signed URLs; persisted in dataDir when absent */
     urlSigningSecret: z.string().min(16, 'must be at least 16 characters').optional(),
     plans: z
@@ -186,6 +307,11 @@ const CloudConfigSchema = z
     /** after a plan lapses, its clips are kept this long at most, then retention runs out */
     planGraceDays: z.number().int().min(0).max(365).default(30),
     rateLimits: RateLimits.default({}),
+    /** background jobs: retention, the orphan sweep (CAMVAULT_JOBS_ENABLED, CAMVAULT_RETENTION_CRON, CAMVAULT_SWEEP_CRON) */
+    jobs: JobSettings.default({}),
+    /** the MQTT broker: aedes inside the cloud, or an external Mosquitto (CAMVAULT_MQTT_URL) */
+    mqtt: MqttSettings.default({}),
+    notifications: NotificationSettings.default({}),
   })
   .strict();
 
@@ -245,6 +371,22 @@ function s3SettingsFromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> | un
 }
 
 /**
+ * CAMVAULT_MQTT_URL selects an external broker (DESIGN.md, "Configuration");
+ * the other names fill in or override the file's `mqtt` object.
+ */
+function mqttSettingsFromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> | undefined {
+  const out: Record<string, unknown> = {};
+  if (env.CAMVAULT_MQTT_URL) out.url = env.CAMVAULT_MQTT_URL;
+  if (env.CAMVAULT_MQTT_ADMIN_USER) out.adminUser = env.CAMVAULT_MQTT_ADMIN_USER;
+  if (env.CAMVAULT_MQTT_ADMIN_PASSWORD) out.adminPassword = env.CAMVAULT_MQTT_ADMIN_PASSWORD;
+  if (env.CAMVAULT_MQTT_CA_FILE) out.caFile = env.CAMVAULT_MQTT_CA_FILE;
+  if (env.CAMVAULT_MQTT_HOST) out.host = env.CAMVAULT_MQTT_HOST;
+  if (env.CAMVAULT_MQTT_PORT) out.port = intFromEnv('CAMVAULT_MQTT_PORT', env.CAMVAULT_MQTT_PORT);
+  if (env.CAMVAULT_MQTT_PUBLIC_URL) out.publicUrl = env.CAMVAULT_MQTT_PUBLIC_URL;
+  return Object.keys(out).length ? out : undefined;
+}
+
+/**
  * Reads the cloud configuration: defaults, then the JSON file, then the
  * environment. A wrong value throws a ConfigError with one clear line that
  * names the setting (never its value: it may be a secret).
@@ -268,6 +410,11 @@ export function loadCloudConfig(opts: LoadCloudConfigOptions = {}): CloudConfig 
   if (env.CAMVAULT_DATA_DIR) raw.dataDir = env.CAMVAULT_DATA_DIR;
   if (env.CAMVAULT_PUBLIC_URL) raw.publicUrl = env.CAMVAULT_PUBLIC_URL;
   if (env.CAMVAULT_URL_SECRET) raw.urlSigningSecret = env.CAMVAULT_URL_SECRET;
+  if (env.CAMVAULT_SECURITY_LOG_KEY) {
+    // checked here so the line names the variable (never the value)
+    if (parseKey32(env.CAMVAULT_SECURITY_LOG_KEY) === null) throw new ConfigError(`invalid config: CAMVAULT_SECURITY_LOG_KEY ${KEY32_RULE}`);
+    raw.securityLogKey = env.CAMVAULT_SECURITY_LOG_KEY;
+  }
   if (env.CAMVAULT_LOG_LEVEL) raw.logLevel = env.CAMVAULT_LOG_LEVEL;
   if (env.CAMVAULT_MULTIPART_THRESHOLD_BYTES) {
     raw.multipartThresholdBytes = intFromEnv('CAMVAULT_MULTIPART_THRESHOLD_BYTES', env.CAMVAULT_MULTIPART_THRESHOLD_BYTES);
@@ -292,6 +439,26 @@ export function loadCloudConfig(opts: LoadCloudConfigOptions = {}): CloudConfig 
     if (env.CAMVAULT_SMTP_URL) mail.smtpUrl = env.CAMVAULT_SMTP_URL;
     if (env.CAMVAULT_MAIL_FROM) mail.from = env.CAMVAULT_MAIL_FROM;
     raw.mail = mail;
+  }
+  const mqttFromEnv = mqttSettingsFromEnv(env);
+  if (mqttFromEnv) raw.mqtt = { ...((raw.mqtt as object | undefined) ?? {}), ...mqttFromEnv };
+  if (env.CAMVAULT_WEBHOOK_ALLOW_INSECURE) {
+    const v = env.CAMVAULT_WEBHOOK_ALLOW_INSECURE.trim().toLowerCase();
+    if (!['true', 'false', '1', '0'].includes(v)) throw new ConfigError('invalid config: CAMVAULT_WEBHOOK_ALLOW_INSECURE must be true or false');
+    const n = { ...((raw.notifications as Record<string, unknown> | undefined) ?? {}) };
+    n.webhook = { ...((n.webhook as object | undefined) ?? {}), allowInsecure: v === 'true' || v === '1' };
+    raw.notifications = n;
+  }
+  if (env.CAMVAULT_JOBS_ENABLED || env.CAMVAULT_RETENTION_CRON || env.CAMVAULT_SWEEP_CRON) {
+    const jobs: Record<string, unknown> = { ...((raw.jobs as object | undefined) ?? {}) };
+    if (env.CAMVAULT_JOBS_ENABLED) {
+      const v = env.CAMVAULT_JOBS_ENABLED.trim().toLowerCase();
+      if (!['true', 'false', '1', '0'].includes(v)) throw new ConfigError('invalid config: CAMVAULT_JOBS_ENABLED must be true or false');
+      jobs.enabled = v === 'true' || v === '1';
+    }
+    if (env.CAMVAULT_RETENTION_CRON) jobs.retentionCron = env.CAMVAULT_RETENTION_CRON;
+    if (env.CAMVAULT_SWEEP_CRON) jobs.sweepCron = env.CAMVAULT_SWEEP_CRON;
+    raw.jobs = jobs;
   }
   const s3FromEnv = s3SettingsFromEnv(env);
   if (s3FromEnv) raw.s3 = { ...((raw.s3 as object | undefined) ?? {}), ...s3FromEnv };

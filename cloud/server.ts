@@ -3,17 +3,23 @@ import { mkdir } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { Clock } from '../shared/clock.js';
+import { systemClock, type Clock } from '../shared/clock.js';
 import { createLogger, type Logger } from '../shared/log.js';
-import { buildApp } from './app.js';
+import { resumeCancellations } from './account-cancel.js';
+import { appContext, buildApp } from './app.js';
 import { ConfigError, loadCloudConfig, resolveUrlSigningSecret, type CloudConfig } from './config.js';
+import { createCloudJobs, type JobScheduler } from './jobs/index.js';
 import { loadTlsMaterial } from './http/tls.js';
+import { resolveSecurityLogKey } from './ip-crypto.js';
 import { createMailer } from './mail/index.js';
+import { openBroker, type DeviceBroker } from './mqtt/index.js';
+import { eraseOldNotifications } from './notifications/erase.js';
 import { SmtpMailer } from './mail/smtp.js';
 import type { Mailer } from './mail/types.js';
 import { LocalObjectStore } from './objects/local.js';
 import { S3ObjectStore } from './objects/s3.js';
 import type { ObjectStore } from './objects/types.js';
+import { eraseOldSecurityLog } from './security-log.js';
 import { PostgresStore } from './store/postgres.js';
 import { SqliteStore } from './store/sqlite.js';
 import type { Store } from './store/types.js';
@@ -25,6 +31,14 @@ export interface StartServerOptions {
   fallbackToFreePort?: boolean;
   /** how long close() lets requests in flight finish before it cuts every connection */
   closeGraceMs?: number;
+  /**
+   * Schedule the background jobs (cloud/jobs/). Default: config.jobs.enabled,
+   * except on an injected clock (tests), where the default is false: cron
+   * fires on real time, and a pass would act on whatever time the test last
+   * set, at a random moment of the test. Passes still run by hand
+   * (server.jobs.run('retention')).
+   */
+  jobs?: boolean;
 }
 
 export interface RunningServer {
@@ -36,6 +50,8 @@ export interface RunningServer {
   objects: ObjectStore;
   /** the cloud's own mail: tests and the demo read a DevOutbox's messages */
   mailer: Mailer;
+  /** the background jobs: scheduled when StartServerOptions.jobs (or config.jobs.enabled); run('retention') runs a pass now */
+  jobs: JobScheduler;
   /** idempotent: a second call joins the first */
   close(): Promise<void>;
 }
@@ -128,6 +144,18 @@ export async function startServer(config: CloudConfig, opts: StartServerOptions 
     throw err;
   }
   logger.info(objects instanceof S3ObjectStore ? { objects: 's3', bucket: objects.bucket } : { objects: objects.driver }, 'object store ready');
+  // after the object store's check, so a failed start-up leaves nothing behind;
+  // a key file that holds no key stops start-up with one line
+  let securityLogKey: Buffer;
+  try {
+    securityLogKey = await resolveSecurityLogKey(config);
+  } catch (err) {
+    await objects.close();
+    throw err;
+  }
+  if (config.databaseUrl && config.securityLogKey === undefined) {
+    logger.warn('no CAMVAULT_SECURITY_LOG_KEY: this node keeps its own key in its data directory; nodes sharing a database need the same key to read each other\'s security-log entries');
+  }
   let store: Store;
   try {
     store = await openMetadataStore(config, logger);
@@ -136,13 +164,40 @@ export async function startServer(config: CloudConfig, opts: StartServerOptions 
     throw err;
   }
 
+  // the MQTT broker: aedes listening here, or the external Mosquitto (CAMVAULT_MQTT_URL) connected and set up
+  let broker: DeviceBroker;
+  try {
+    broker = await openBroker(config, { store, logger, tls: https, fallbackToFreePort: opts.fallbackToFreePort, now: opts.clock ? () => opts.clock!.now() : undefined });
+  } catch (err) {
+    await store.close();
+    await objects.close();
+    throw err;
+  }
+
   const mailer = createMailer(config.mail);
   if (mailer instanceof SmtpMailer) logger.info({ mail: 'smtp', relay: mailer.endpoint }, 'mail relay configured');
   // warn: without a relay nobody outside this process receives a code, so nobody can sign up
   else logger.warn({ mail: 'outbox' }, 'no SMTP relay configured (CAMVAULT_SMTP_URL): verification and reset codes stay in the development outbox');
-  const app = buildApp({ config, store, objects, clock: opts.clock, logger, publicUrl: getPublicUrl, https, mailer });
+  const app = buildApp({ config, store, objects, clock: opts.clock, logger, publicUrl: getPublicUrl, https, mailer, securityLogKey, broker });
   app.addHook('onClose', async () => {
     await mailer.close();
+  });
+  const jobs = createCloudJobs({ settings: config.jobs, store, objects, clock: opts.clock ?? systemClock, logger });
+  // account rights (issue 6): unfinished cancellations another node left, and the security log's 30 days
+  jobs.add('account-cancellations', '* * * * *', async (run) => {
+    const c = await resumeCancellations(appContext(app), { log: logger, signal: run.signal });
+    for (const [name, n] of Object.entries(c)) run.count(name, n);
+  });
+  jobs.add('security-log-erase', '41 * * * *', async (run) => {
+    run.count('entriesErased', await eraseOldSecurityLog(store, (opts.clock ?? systemClock).now(), run.signal));
+  });
+  // notifications (issue 7) are kept notifications.retentionDays, for SSE resume
+  jobs.add('notifications-erase', '23 * * * *', async (run) => {
+    run.count('notificationsErased', await eraseOldNotifications(store, (opts.clock ?? systemClock).now(), config.notifications.retentionDays, run.signal));
+  });
+  // before the server and the stores close: a pass in flight ends its batch first
+  app.addHook('preClose', async () => {
+    await jobs.close();
   });
   try {
     try {
@@ -164,6 +219,11 @@ export async function startServer(config: CloudConfig, opts: StartServerOptions 
     }
   }
 
+  if (opts.jobs ?? (config.jobs.enabled && opts.clock === undefined)) {
+    jobs.start();
+    logger.info({ jobs: jobs.names, retentionCron: config.jobs.retentionCron, sweepCron: config.jobs.sweepCron }, 'background jobs scheduled');
+  }
+
   let closing: Promise<void> | undefined;
   return {
     app,
@@ -172,6 +232,7 @@ export async function startServer(config: CloudConfig, opts: StartServerOptions 
     store,
     objects,
     mailer,
+    jobs,
     close: () => (closing ??= closeGracefully(app, opts.closeGraceMs ?? 5000)),
   };
 }

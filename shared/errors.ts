@@ -26,6 +26,8 @@ export const errorCatalogue = {
   FORBIDDEN: { status: 403, message: 'not allowed' },
   PLAN_NOT_FOUND: { status: 400, message: 'no such plan' },
   PLAN_REQUIRED: { status: 402, message: 'the account has no active plan' },
+  // a cancelled account's sessions, its devices' credentials and a login to it (issue 6)
+  ACCOUNT_CANCELLED: { status: 410, message: 'the account has been cancelled' },
   // devices
   DEVICE_UNAUTHENTICATED: { status: 401, message: 'a valid device credential is required' },
   BIND_CODE_INVALID: { status: 400, message: 'the bind code is unknown, used or expired' },
@@ -36,6 +38,13 @@ export const errorCatalogue = {
   GRANTEE_NOT_FOUND: { status: 404, message: 'no account with this id' },
   SHARE_NOT_FOUND: { status: 404, message: 'no such share' },
   SHARE_WITH_OWNER: { status: 400, message: 'a device cannot be shared with its own owner' },
+  // notifications (issue 7)
+  WEBHOOK_URL_INVALID: {
+    status: 400,
+    message: 'the webhook URL must be an https:// URL of a public host, without credentials',
+  },
+  TOO_MANY_STREAMS: { status: 429, message: 'too many notification streams are open for this account' },
+  BROKER_UNAVAILABLE: { status: 503, message: 'the MQTT broker is not available' },
   // raised by the agent itself, never by the API: no stored device token and no bind code to claim one
   DEVICE_NOT_CLAIMED: { status: 401, message: 'the device is not claimed: it has no device token and no bind code' },
   // uploads and clips

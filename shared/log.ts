@@ -29,6 +29,17 @@ export const REDACT_PATHS = [
   'headers.Authorization',
   'smtp.password',
   'smtp.user',
+  // the device's email alerts (issue 7, P4): never logged by design; these catch a mistake
+  'smtp',
+  '*.smtp',
+  'recipients',
+  '*.recipients',
+  'auth.pass',
+  'auth.user',
+  '*.auth.pass',
+  '*.auth.user',
+  'emailSettings',
+  '*.emailSettings',
 ];
 
 export function createLogger(opts: LoggerOptions & { name?: string } = {}, dest?: DestinationStream): Logger {

@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { systemClock, type Clock } from '../../shared/clock.js';
+import type { AlertType, UploadMode } from '../../shared/contracts/alerts.js';
 import type { ClipKind } from '../../shared/contracts/common.js';
 
 /**
@@ -64,11 +65,35 @@ export interface NewClip {
 export interface DeviceCredentials {
   serial: string;
   deviceToken: string;
-  mqtt: { username: string; password: string };
+  /** url: the broker, from the claim answer or GET /v1/device/config (absent: not known yet) */
+  mqtt: { username: string; password: string; url?: string };
   claimedAt: number;
 }
 
 export type ClipCounts = Record<ClipState, number>;
+
+/**
+ * The stored SMTP settings (issue 7, DESIGN P4). agent/email/ reads and
+ * writes them; the journal only keeps the row. The password stays encrypted.
+ */
+export interface EmailSettingsRow {
+  /** random per `email set`; the AAD of the password's ciphertext */
+  id: string;
+  /** JSON of the settings, validated by agent/email/settings.ts */
+  settings: string;
+  /** AES-256-GCM ciphertext of the password (agent/email/crypto.ts) */
+  password: Buffer;
+  updatedAt: number;
+}
+
+/** The email rate limit of one camera: when an alert was last tried and sent. */
+export interface EmailSentRow {
+  camera: string;
+  lastAttemptAt: number;
+  lastSentAt: number | null;
+  /** 'OK', or the failure's code (EAUTH, ECONNECTION, …) */
+  lastCode: string | null;
+}
 
 /** A journaled clip whose file the device still holds, as the ring buffer sees it. */
 export interface ClipOnDisk {
@@ -90,6 +115,39 @@ export interface EvictionRecord {
   lostEventClips: number;
   lostIds: string[];
 }
+
+/** An alert waiting in the outbox for the broker's PUBACK (issue 7). */
+export interface OutboxAlert {
+  /** the order of the motions; only grows, never reused after a delete (the send cursor relies on it) */
+  seq: number;
+  type: AlertType;
+  atMs: number;
+  clipId: string | null;
+  /** not published before this time (a wait for the clip id), unless the clip id is known */
+  sendAfter: number;
+}
+
+/** The owner unbound the camera (an MQTT unbind command): what `agent status` shows, and what start-up obeys. */
+export interface UnboundRecord {
+  at: number;
+  /** the command's id */
+  commandId: string;
+  /**
+   * SHA-256 of the bind code in the agent's configuration when it was
+   * unbound, if any: that code must not claim the device again (it is spent
+   * anyway); a different one binds it anew.
+   */
+  bindCodeSha256: string | null;
+}
+
+/** agent_stats keys of the MQTT side */
+export const ALERT_STATS = { sent: 'alerts_sent', dropped: 'alerts_dropped' } as const;
+/** agent_stats key whose info is the broker connection state (agent/mqtt/connection.ts MqttStatus), written on change */
+export const MQTT_STATUS_STAT = 'mqtt';
+/** clips dropped from the upload queue by an unbind (never uploaded, never counted as lost footage) */
+export const UNBOUND_CLIPS_STAT = 'unbound_clips';
+/** clips kept on the device by the upload mode or an unbind, evicted by the ring buffer (not lost footage) */
+export const LOCAL_ONLY_EVICTED_STAT = 'local_only_evicted';
 
 export interface StatEntry {
   n: number;
@@ -205,6 +263,50 @@ const MIGRATIONS: string[] = [
     info TEXT
   ) STRICT;
   `,
+  // (issue 7, email alerts; DESIGN P4) the SMTP settings, on the device only.
+  // One row at most (slot = 1); id is random per `email set` and is the AAD
+  // of the password's AES-256-GCM ciphertext, so a ciphertext copied into
+  // another row does not decrypt. settings: JSON of host, port, security,
+  // user, recipients, from, minIntervalMinutes. `email disable` deletes the
+  // row under secure_delete and truncates the WAL. email_alerts_sent: the
+  // rate limit per camera, kept apart so it survives a restart (and a
+  // disable: it holds times and an SMTP code, nothing of the settings).
+  `
+  CREATE TABLE email_settings (
+    id         TEXT PRIMARY KEY,
+    slot       INTEGER NOT NULL UNIQUE CHECK (slot = 1),
+    settings   TEXT NOT NULL,
+    password   BLOB NOT NULL,
+    updated_at INTEGER NOT NULL
+  ) STRICT;
+  CREATE TABLE email_alerts_sent (
+    camera          TEXT PRIMARY KEY,
+    last_attempt_at INTEGER NOT NULL,
+    last_sent_at    INTEGER,
+    last_code       TEXT
+  ) STRICT;
+  `,
+  // (issue 7, the agent's MQTT side) the alert outbox. An alert is written
+  // here when the motion arrives, so it survives a broker outage and a
+  // restart, and is deleted only after the broker's PUBACK; sent in seq
+  // order. Bounded by the agent (alertOutboxMax): when full, the oldest rows
+  // go and are counted in agent_stats (alerts_dropped). No serial and no
+  // payload are stored: the payload is built from these columns at publish
+  // time through the Alert schema, so nothing else can ride along (P6).
+  // send_after: not published before (an optional wait for the clip id).
+  // seq is AUTOINCREMENT: a plain INTEGER PRIMARY KEY gives a new row the
+  // rowid of the newest one just deleted (PUBACKed), i.e. a seq at or behind
+  // the outbox's send cursor, and that alert was never sent on the live
+  // connection. The outbox needs seqs that only grow.
+  `
+  CREATE TABLE alert_outbox (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    type       TEXT NOT NULL,
+    at_ms      INTEGER NOT NULL,
+    clip_id    TEXT,
+    send_after INTEGER NOT NULL
+  ) STRICT;
+  `,
 ];
 
 export const JOURNAL_FILE = 'agent.db';
@@ -216,6 +318,11 @@ export interface JournalOpenOptions {
   clock?: Clock;
   /** for `agent status` while the agent runs: no migration, no recovery, no writes */
   readonly?: boolean;
+  /**
+   * false for `agent email …` while the agent may run: migrate, but leave
+   * clips marked 'uploading' alone (they are the running agent's). Default true.
+   */
+  recover?: boolean;
 }
 
 export class Journal {
@@ -255,7 +362,7 @@ export class Journal {
       migrate(db);
       // A crash (or power cut) mid-upload leaves clips marked 'uploading'
       // that nothing is uploading any more: put them back in the queue.
-      const recovered = db.prepare(`UPDATE clips SET state = 'queued' WHERE state = 'uploading'`).run().changes;
+      const recovered = opts.recover === false ? 0 : db.prepare(`UPDATE clips SET state = 'queued' WHERE state = 'uploading'`).run().changes;
       return new Journal(db, path, clock, recovered);
     } catch (err) {
       db.close();
@@ -301,8 +408,10 @@ export class Journal {
    * clips waiting out a retry delay and ids already being handled. Two
    * queries, one per kind, so each walks the (state, kind, start_ms) index in
    * its own direction instead of sorting the whole backlog on every turn.
+   * `eventsOnly` (upload mode 'events', issue 7): continuous footage stays
+   * queued on the device and is not handed out.
    */
-  nextToUpload(limit: number, exclude: readonly string[] = []): ClipRow[] {
+  nextToUpload(limit: number, exclude: readonly string[] = [], opts: { eventsOnly?: boolean } = {}): ClipRow[] {
     if (limit <= 0) return [];
     const now = this.clock.now();
     const n = limit + exclude.length;
@@ -313,7 +422,7 @@ export class Journal {
        LIMIT ?`,
     ).all(now, n) as DbClip[];
     const continuous =
-      events.length >= n
+      events.length >= n || opts.eventsOnly
         ? []
         : (this.stmt(
             `SELECT * FROM clips
@@ -325,10 +434,11 @@ export class Journal {
     return [...events, ...continuous].filter((r) => !skip.has(r.id)).slice(0, limit).map(toRow);
   }
 
-  /** When the earliest clip waiting out a retry delay becomes due, if any. */
-  nextDueAt(): number | undefined {
-    const r = this.stmt(`SELECT MIN(not_before_ms) AS t FROM clips WHERE state = 'queued' AND not_before_ms IS NOT NULL`)
-      .get() as { t: number | null };
+  /** When the earliest clip waiting out a retry delay becomes due, if any (of event clips only, with `eventsOnly`). */
+  nextDueAt(opts: { eventsOnly?: boolean } = {}): number | undefined {
+    const r = this.stmt(
+      `SELECT MIN(not_before_ms) AS t FROM clips WHERE state = 'queued' AND not_before_ms IS NOT NULL${opts.eventsOnly ? ` AND kind = 'event'` : ''}`,
+    ).get() as { t: number | null };
     return r.t ?? undefined;
   }
 
@@ -462,12 +572,29 @@ export class Journal {
        WHERE id = @id AND evicted_at IS NULL`,
     );
     const keep = this.stmt(`UPDATE clips SET evicted_at = @now WHERE id = @id AND evicted_at IS NULL`);
+    // issue 7: footage kept on the device by the owner's choice (continuous
+    // clips in upload mode 'events', anything queued while unbound) was never
+    // going to the cloud: its eviction ends it as LOCAL_ONLY, not as lost footage
+    const localOnly = this.stmt(
+      `UPDATE clips SET state = 'lost', last_error_code = 'LOCAL_ONLY', not_before_ms = NULL, evicted_at = @now
+       WHERE id = @id AND evicted_at IS NULL`,
+    );
     return this.db.transaction(() => {
       const now = this.clock.now();
       const rec: EvictionRecord = { evictedClips: 0, evictedBytes: 0, lostClips: 0, lostBytes: 0, lostEventClips: 0, lostIds: [] };
+      const unbound = this.unboundRecord() !== undefined;
+      const eventsOnly = this.uploadMode() === 'events';
+      let localOnlyClips = 0;
       for (const id of ids) {
         const r = get.get(id) as { state: ClipState; size: number; kind: ClipKind; evicted_at: number | null } | undefined;
         if (!r || r.evicted_at !== null) continue;
+        if (r.state === 'queued' && (unbound || (eventsOnly && r.kind === 'continuous'))) {
+          localOnly.run({ id, now });
+          localOnlyClips += 1;
+          rec.evictedClips += 1;
+          rec.evictedBytes += r.size;
+          continue;
+        }
         const losing = r.state === 'queued' || r.state === 'uploading' || r.state === 'failed';
         (losing ? lose : keep).run({ id, now });
         rec.evictedClips += 1;
@@ -479,7 +606,13 @@ export class Journal {
           rec.lostIds.push(id);
         }
       }
-      this.bumpStats({ evicted_clips: rec.evictedClips, evicted_bytes: rec.evictedBytes, lost_clips: rec.lostClips, lost_bytes: rec.lostBytes });
+      this.bumpStats({
+        evicted_clips: rec.evictedClips,
+        evicted_bytes: rec.evictedBytes,
+        lost_clips: rec.lostClips,
+        lost_bytes: rec.lostBytes,
+        [LOCAL_ONLY_EVICTED_STAT]: localOnlyClips,
+      });
       return rec;
     })();
   }
@@ -598,6 +731,258 @@ export class Journal {
       state: ClipState;
     }>;
     for (const r of rows) yield { id: r.id, path: r.path, state: r.state };
+  }
+
+  // ---- email alerts (issue 7, DESIGN P4) ------------------------------------
+
+  /** false for a journal of an older agent, read unmigrated by `agent status` */
+  get hasEmailSettings(): boolean {
+    return this.stmt(`SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = 'email_settings'`).get() !== undefined;
+  }
+
+  getEmailSettings(): EmailSettingsRow | undefined {
+    if (!this.hasEmailSettings) return undefined;
+    const r = this.stmt(`SELECT id, settings, password, updated_at FROM email_settings WHERE slot = 1`).get() as
+      | { id: string; settings: string; password: Buffer; updated_at: number }
+      | undefined;
+    return r ? { id: r.id, settings: r.settings, password: r.password, updatedAt: r.updated_at } : undefined;
+  }
+
+  /**
+   * Replaces the settings. Under secure_delete, so the previous row's bytes
+   * (an older ciphertext) are zeroed in the page rather than left as free
+   * space; the WAL still holds them until the next checkpoint.
+   */
+  putEmailSettings(row: Omit<EmailSettingsRow, 'updatedAt'>): void {
+    this.withSecureDelete(() =>
+      this.db.transaction(() => {
+        this.stmt(`DELETE FROM email_settings`).run();
+        this.stmt(`INSERT INTO email_settings (id, slot, settings, password, updated_at) VALUES (?, 1, ?, ?, ?)`)
+          .run(row.id, row.settings, row.password, this.clock.now());
+      })(),
+    );
+  }
+
+  /**
+   * `email disable`: deletes the settings row with secure_delete on (SQLite
+   * zeroes the deleted cell in its page) and nothing else, then checkpoints
+   * with TRUNCATE: the page is copied over its old version in the database
+   * file and the WAL, which still holds the frames written when the row was
+   * inserted, is cut to zero bytes. `checkpointed` is false when readers kept
+   * the checkpoint from finishing within the busy timeout, three times over.
+   */
+  eraseEmailSettings(): { erased: boolean; checkpointed: boolean } {
+    if (!this.hasEmailSettings) return { erased: false, checkpointed: this.checkpoint() };
+    const erased = this.withSecureDelete(() => this.stmt(`DELETE FROM email_settings`).run().changes > 0);
+    let checkpointed = false;
+    for (let i = 0; i < 3 && !checkpointed; i += 1) checkpointed = this.checkpoint();
+    return { erased, checkpointed };
+  }
+
+  emailSent(camera: string): EmailSentRow | undefined {
+    if (!this.hasEmailSettings) return undefined;
+    const r = this.stmt(`SELECT camera, last_attempt_at, last_sent_at, last_code FROM email_alerts_sent WHERE camera = ?`).get(camera) as
+      | { camera: string; last_attempt_at: number; last_sent_at: number | null; last_code: string | null }
+      | undefined;
+    return r ? { camera: r.camera, lastAttemptAt: r.last_attempt_at, lastSentAt: r.last_sent_at, lastCode: r.last_code } : undefined;
+  }
+
+  /** An alert email is about to be tried: durable first, so a crash mid-send does not lift the rate limit. */
+  recordEmailAttempt(camera: string, at: number): void {
+    this.stmt(
+      `INSERT INTO email_alerts_sent (camera, last_attempt_at) VALUES (?, ?)
+       ON CONFLICT (camera) DO UPDATE SET last_attempt_at = excluded.last_attempt_at, last_code = NULL`,
+    ).run(camera, at);
+  }
+
+  /** How the attempt ended: 'OK' (sent at `at`) or the failure's code. */
+  recordEmailResult(camera: string, at: number, code: string): void {
+    this.stmt(
+      `INSERT INTO email_alerts_sent (camera, last_attempt_at, last_sent_at, last_code) VALUES (@camera, @at, @sent, @code)
+       ON CONFLICT (camera) DO UPDATE SET last_code = excluded.last_code,
+         last_sent_at = COALESCE(excluded.last_sent_at, email_alerts_sent.last_sent_at)`,
+    ).run({ camera, at, sent: code === 'OK' ? at : null, code });
+  }
+
+  /** The newest email result over every camera, for `agent status`. */
+  lastEmailSent(): EmailSentRow | undefined {
+    if (!this.hasEmailSettings) return undefined;
+    const r = this.stmt(
+      `SELECT camera, last_attempt_at, last_sent_at, last_code FROM email_alerts_sent ORDER BY last_attempt_at DESC LIMIT 1`,
+    ).get() as { camera: string; last_attempt_at: number; last_sent_at: number | null; last_code: string | null } | undefined;
+    return r ? { camera: r.camera, lastAttemptAt: r.last_attempt_at, lastSentAt: r.last_sent_at, lastCode: r.last_code } : undefined;
+  }
+
+  /** The newest clips whose files the device should still hold, newest first (`email test` takes a frame of one). */
+  newestClipFiles(limit = 5): { id: string; path: string; durationMs: number }[] {
+    return (this.stmt(`SELECT id, path, duration_ms FROM clips WHERE evicted_at IS NULL ORDER BY start_ms DESC, id DESC LIMIT ?`).all(limit) as {
+      id: string;
+      path: string;
+      duration_ms: number;
+    }[]).map((r) => ({ id: r.id, path: r.path, durationMs: r.duration_ms }));
+  }
+
+  private withSecureDelete<T>(fn: () => T): T {
+    const before = this.db.pragma('secure_delete', { simple: true }) as number;
+    this.db.pragma('secure_delete = ON');
+    try {
+      return fn();
+    } finally {
+      this.db.pragma(`secure_delete = ${before === 2 ? 'FAST' : before ? 'ON' : 'OFF'}`);
+    }
+  }
+
+  // ---- the MQTT side: alert outbox, upload mode, unbind (issue 7) ---------
+
+  /** false for a journal of an older agent, read unmigrated by `agent status` */
+  get hasAlertOutbox(): boolean {
+    return this.stmt(`SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = 'alert_outbox'`).get() !== undefined;
+  }
+
+  /**
+   * Writes an alert to the outbox; durable when this returns. When the
+   * outbox then holds more than `max` alerts the oldest go, counted in
+   * alerts_dropped, in the same transaction: after a long outage the
+   * freshest alerts are the ones worth delivering.
+   */
+  addAlert(alert: { type: AlertType; atMs: number; sendAfter: number }, max: number): { seq: number; dropped: number } {
+    return this.db.transaction(() => {
+      const seq = Number(
+        this.stmt(`INSERT INTO alert_outbox (type, at_ms, send_after) VALUES (?, ?, ?)`).run(alert.type, alert.atMs, alert.sendAfter).lastInsertRowid,
+      );
+      const { n } = this.stmt(`SELECT COUNT(*) AS n FROM alert_outbox`).get() as { n: number };
+      let dropped = 0;
+      if (n > max) {
+        dropped = this.stmt(`DELETE FROM alert_outbox WHERE seq IN (SELECT seq FROM alert_outbox ORDER BY seq LIMIT ?)`).run(n - max).changes;
+        this.bumpStats({ [ALERT_STATS.dropped]: dropped });
+      }
+      return { seq, dropped };
+    })();
+  }
+
+  /** Up to `limit` alerts after `afterSeq`, in the order they are sent (oldest first). */
+  alertsInOrder(limit: number, afterSeq = 0): OutboxAlert[] {
+    const rows = this.stmt(`SELECT seq, type, at_ms, clip_id, send_after FROM alert_outbox WHERE seq > ? ORDER BY seq LIMIT ?`).all(afterSeq, limit) as {
+      seq: number;
+      type: AlertType;
+      at_ms: number;
+      clip_id: string | null;
+      send_after: number;
+    }[];
+    return rows.map((r) => ({ seq: r.seq, type: r.type, atMs: r.at_ms, clipId: r.clip_id, sendAfter: r.send_after }));
+  }
+
+  /**
+   * An event clip was journaled: the alerts of motions within [fromMs, toMs]
+   * that have no clip id yet get this one. Returns how many.
+   */
+  attachAlertClip(clipId: string, fromMs: number, toMs: number): number {
+    return this.stmt(`UPDATE alert_outbox SET clip_id = ? WHERE clip_id IS NULL AND at_ms BETWEEN ? AND ?`).run(clipId, fromMs, toMs).changes;
+  }
+
+  /** The broker acknowledged the alert (PUBACK): it leaves the outbox, counted in alerts_sent. */
+  alertDelivered(seq: number): void {
+    this.db.transaction(() => {
+      if (this.stmt(`DELETE FROM alert_outbox WHERE seq = ?`).run(seq).changes > 0) this.bumpStats({ [ALERT_STATS.sent]: 1 });
+    })();
+  }
+
+  /** An alert that cannot be sent (it fits no schema): gone, counted in alerts_dropped. */
+  discardAlert(seq: number): void {
+    this.db.transaction(() => {
+      if (this.stmt(`DELETE FROM alert_outbox WHERE seq = ?`).run(seq).changes > 0) this.bumpStats({ [ALERT_STATS.dropped]: 1 });
+    })();
+  }
+
+  /** Alerts waiting in the outbox; 0 for a journal from before it. */
+  alertOutboxSize(): number {
+    if (!this.hasAlertOutbox) return 0;
+    return (this.stmt(`SELECT COUNT(*) AS n FROM alert_outbox`).get() as { n: number }).n;
+  }
+
+  /** 'continuous' (every clip is uploaded) unless the owner chose 'events'. */
+  uploadMode(): UploadMode {
+    return this.deviceState('upload_mode') === 'events' ? 'events' : 'continuous';
+  }
+
+  setUploadMode(mode: UploadMode): void {
+    this.setDeviceState('upload_mode', mode);
+  }
+
+  /** Set once the owner unbound the camera, until a new bind code claims it again. */
+  unboundRecord(): UnboundRecord | undefined {
+    const v = this.deviceState('unbound');
+    return v === undefined ? undefined : (JSON.parse(v) as UnboundRecord);
+  }
+
+  /**
+   * The owner unbound the camera: in one transaction the device token and the
+   * MQTT credential are wiped, the unbind is recorded, and the alerts still
+   * waiting (for the owner who left) are deleted.
+   */
+  markUnbound(rec: UnboundRecord): void {
+    this.db.transaction(() => {
+      this.clearCredentials();
+      this.setDeviceState('unbound', JSON.stringify(rec));
+      if (this.hasAlertOutbox) this.stmt(`DELETE FROM alert_outbox`).run();
+    })();
+  }
+
+  /**
+   * Takes every clip not uploaded yet out of the upload queue for good
+   * (state lost with `code`, counted in unbound_clips, not in lost_clips):
+   * footage recorded for an owner who unbound the camera never goes to
+   * anyone else. The files stay until the ring buffer needs the room. The
+   * uploader must be stopped. Returns how many.
+   */
+  dropUploadQueue(code: string): number {
+    return this.db.transaction(() => {
+      const n = this.stmt(
+        `UPDATE clips SET state = 'lost', last_error_code = ?, not_before_ms = NULL WHERE state IN ('queued', 'uploading', 'failed')`,
+      ).run(code).changes;
+      this.bumpStats({ [UNBOUND_CLIPS_STAT]: n });
+      return n;
+    })();
+  }
+
+  /**
+   * A new bind code claimed the camera after an unbind: in one transaction,
+   * what was recorded before is dropped from the queue (dropUploadQueue), the
+   * unbind is forgotten, and the new credentials are stored.
+   */
+  rebind(creds: DeviceCredentials): number {
+    return this.db.transaction(() => {
+      const dropped = this.dropUploadQueue('UNBOUND');
+      this.stmt(`DELETE FROM device_state WHERE key = 'unbound'`).run();
+      this.setCredentials(creds);
+      return dropped;
+    })();
+  }
+
+  /**
+   * The MQTT credential (its SHA-256, never the credential) for which the
+   * broker's session was started clean: a new credential (a claim, a rebind)
+   * gets a fresh session before the persistent one.
+   */
+  mqttSessionKey(): string | undefined {
+    return this.deviceState('mqtt_session');
+  }
+
+  setMqttSessionKey(sha256: string): void {
+    this.setDeviceState('mqtt_session', sha256);
+  }
+
+  /** sync-now: clips waiting out a retry delay are due at once. Returns how many. */
+  clearRetryDelays(): number {
+    return this.stmt(`UPDATE clips SET not_before_ms = NULL WHERE state = 'queued' AND not_before_ms IS NOT NULL`).run().changes;
+  }
+
+  private deviceState(key: string): string | undefined {
+    return (this.stmt(`SELECT value FROM device_state WHERE key = ?`).get(key) as { value: string } | undefined)?.value;
+  }
+
+  private setDeviceState(key: string, value: string): void {
+    this.stmt(`INSERT INTO device_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(key, value);
   }
 
   close(): void {

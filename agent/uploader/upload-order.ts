@@ -1,3 +1,4 @@
+import type { UploadMode } from '../../shared/contracts/alerts.js';
 import type { ClipKind } from '../../shared/contracts/common.js';
 
 /**
@@ -37,7 +38,17 @@ export function compareUploadOrder(a: QueuedClip, b: QueuedClip): number {
   return a.startMs - b.startMs || byId(a.id, b.id);
 }
 
-/** The clips in upload order (a sorted copy). */
-export function uploadOrder<T extends QueuedClip>(clips: readonly T[]): T[] {
-  return [...clips].sort(compareUploadOrder);
+/**
+ * Upload mode (issue 7, a command from the owner): in 'events' only event
+ * clips are uploaded; continuous footage stays queued on the device (the ring
+ * buffer keeps it as long as it has room, and a switch back to 'continuous'
+ * uploads what is still there). Journal.nextToUpload's `eventsOnly` is this rule.
+ */
+export function isUploadable(kind: ClipKind, mode: UploadMode): boolean {
+  return mode === 'continuous' || kind === 'event';
+}
+
+/** The clips in upload order (a sorted copy), without those the upload mode keeps on the device. */
+export function uploadOrder<T extends QueuedClip>(clips: readonly T[], mode: UploadMode = 'continuous'): T[] {
+  return clips.filter((c) => isUploadable(c.kind, mode)).sort(compareUploadOrder);
 }

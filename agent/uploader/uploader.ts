@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { systemClock, type Clock } from '../../shared/clock.js';
 import type { CompleteResponse } from '../../shared/contracts/clips.js';
 import type { CompleteRequest, MultipartPresignResponse, PresignRequest, PresignResponse } from '../../shared/contracts/uploads.js';
+import type { UploadMode } from '../../shared/contracts/alerts.js';
 import type { Logger } from '../../shared/log.js';
 import { DEFAULT_PART_BYTES, normalizeEtag } from '../../shared/multipart.js';
 import { CLIENT_CODES, CloudError, type CallOptions, type PutResult, type PutTarget } from '../cloud-client.js';
@@ -81,6 +82,8 @@ export interface UploaderOptions {
   idlePollMs?: number;
   /** part size for clips journaled without part MD5s (hashed again when the cloud may want parts) */
   multipartPartBytes?: number;
+  /** the upload mode, read each turn (issue 7): in 'events', continuous footage stays on the device */
+  uploadMode?: () => UploadMode;
 }
 
 /**
@@ -137,6 +140,7 @@ export class Uploader extends EventEmitter {
   private readonly random: () => number;
   private readonly idlePollMs: number;
   private readonly partBytes: number;
+  private readonly uploadMode: () => UploadMode;
   /** PUT streams in flight, whole clips and parts alike, are bounded by `concurrency` */
   private readonly putSlots: PutSlots;
   /** stop began: no new clips, retry waits end */
@@ -169,6 +173,7 @@ export class Uploader extends EventEmitter {
     this.random = opts.random ?? Math.random;
     this.idlePollMs = opts.idlePollMs ?? 60_000;
     this.partBytes = opts.multipartPartBytes ?? DEFAULT_PART_BYTES;
+    this.uploadMode = opts.uploadMode ?? (() => 'continuous');
     this.putSlots = new PutSlots(this.concurrency);
   }
 
@@ -180,6 +185,17 @@ export class Uploader extends EventEmitter {
   /** A clip was journaled (or something changed): look at the queue now. */
   wake(): void {
     this.wakeup.wake();
+  }
+
+  /**
+   * sync-now (an MQTT command from the owner): upload what is queued now. A
+   * park ends and clips waiting out a retry delay are due at once; a cloud
+   * that still refuses parks the queue again after one round.
+   */
+  syncNow(): void {
+    this.parkedUntil = 0;
+    this.safely(() => this.journal.clearRetryDelays());
+    this.wake();
   }
 
   /** Why and until when the queue is parked, if it is. */
@@ -260,10 +276,11 @@ export class Uploader extends EventEmitter {
           waitMs = this.parkedUntil - now;
         } else {
           const free = this.concurrency - this.inflight.size;
+          const eventsOnly = this.uploadMode() === 'events';
           if (free > 0) {
-            for (const clip of this.journal.nextToUpload(free, [...this.inflight.keys()])) this.launch(clip);
+            for (const clip of this.journal.nextToUpload(free, [...this.inflight.keys()], { eventsOnly })) this.launch(clip);
           }
-          const dueAt = this.journal.nextDueAt();
+          const dueAt = this.journal.nextDueAt({ eventsOnly });
           if (dueAt !== undefined) waitMs = Math.min(waitMs, Math.max(0, dueAt - now));
         }
       } catch (err) {

@@ -13,6 +13,7 @@
  */
 import { z, type ZodTypeAny } from 'zod';
 import {
+  AccountDetailsResponse,
   AccountId,
   AccountResponse,
   BindCodeResponse,
@@ -49,6 +50,15 @@ import {
   ViewQuery,
   ViewResponse,
 } from '../../shared/contracts/index.js';
+import {
+  AccountExport,
+  CancelAccountRequest,
+  CancelAccountResponse,
+  ConsentsRequest,
+  ConsentsResponse,
+} from '../../shared/contracts/account-rights.js';
+import { NotificationsResponse, WebhookRequest, WebhookResponse } from '../../shared/contracts/alerts.js';
+import { DeviceConfigResponse } from '../../shared/contracts/devices.js';
 import type { ErrorCode } from '../../shared/errors.js';
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -173,7 +183,14 @@ export const API_ROUTES: readonly ApiRoute[] = [
     errors: ['INVALID_CREDENTIALS', 'EMAIL_NOT_VERIFIED', 'RATE_LIMITED'],
   },
   { method: 'DELETE', path: '/v1/sessions/current', tag: 'accounts', summary: 'Log out: end this session', auth: 'subscriber', responses: { 204: null } },
-  { method: 'GET', path: '/v1/account', tag: 'accounts', summary: 'The account', auth: 'subscriber', responses: { 200: AccountResponse } },
+  {
+    method: 'GET',
+    path: '/v1/account',
+    tag: 'accounts',
+    summary: 'The account, with its oldest clip and its next expiry',
+    auth: 'subscriber',
+    responses: { 200: AccountDetailsResponse },
+  },
   {
     method: 'PATCH',
     path: '/v1/account',
@@ -183,6 +200,44 @@ export const API_ROUTES: readonly ApiRoute[] = [
     body: ChangePasswordRequest,
     responses: { 200: AccountResponse },
     errors: ['CURRENT_PASSWORD_WRONG', 'RATE_LIMITED'],
+  },
+  // the account holder's rights (issue 6): cloud/routes/account-rights.ts
+  {
+    method: 'DELETE',
+    path: '/v1/account',
+    tag: 'accounts',
+    summary: 'Cancel the account (the password again): 202, then its clips, devices\' bindings, tokens and personal data are erased',
+    description:
+      'From the 202 on, the account\'s sessions, its devices and a login to it are answered 410 ACCOUNT_CANCELLED. The erase runs in the background and resumes after a crash; it ends once every upload URL handed out before it has expired.',
+    auth: 'subscriber',
+    body: CancelAccountRequest,
+    responses: { 202: CancelAccountResponse },
+    errors: ['CURRENT_PASSWORD_WRONG', 'ACCOUNT_CANCELLED', 'RATE_LIMITED'],
+  },
+  {
+    method: 'GET',
+    path: '/v1/account/export',
+    tag: 'accounts',
+    summary: "A copy of the account's personal data (JSON): profile, consents, devices, shares, security log with IPs, clip index",
+    auth: 'subscriber',
+    responses: { 200: AccountExport },
+  },
+  {
+    method: 'GET',
+    path: '/v1/account/consents',
+    tag: 'accounts',
+    summary: 'The consents: the experience program and marketing (both off until given)',
+    auth: 'subscriber',
+    responses: { 200: ConsentsResponse },
+  },
+  {
+    method: 'PUT',
+    path: '/v1/account/consents',
+    tag: 'accounts',
+    summary: 'Give or withdraw consents; withdrawing the experience program stops collection and deletes what was collected',
+    auth: 'subscriber',
+    body: ConsentsRequest,
+    responses: { 200: ConsentsResponse },
   },
 
   // plans
@@ -295,6 +350,42 @@ export const API_ROUTES: readonly ApiRoute[] = [
     errors: ['UPLOAD_NOT_FOUND', 'UPLOAD_OBJECT_MISSING', 'UPLOAD_MISMATCH', 'PLAN_REQUIRED'],
     // the route sets its own limit (256 KiB): up to 1024 part ETags, ~65 KB
   },
+
+  {
+    method: 'GET',
+    path: '/v1/device/config',
+    tag: 'device',
+    summary: 'Where the device reaches its MQTT broker (username = serial; the password came with the claim)',
+    auth: 'device',
+    responses: { 200: DeviceConfigResponse },
+    errors: ['BROKER_UNAVAILABLE'],
+  },
+
+  // notifications (issue 7): cloud/routes/notifications.ts
+  {
+    method: 'GET',
+    path: '/v1/notifications',
+    tag: 'devices',
+    summary: "Alerts of the account's cameras and of those shared with it: server-sent events, or the newest as JSON",
+    description:
+      'With `Accept: text/event-stream` (what EventSource sends): a stream of `event: alert` messages, `id:` the notification id, `data:` the Notification JSON, and a comment line every heartbeat; `Last-Event-ID` (a notification id) first replays what came after it, from the days the cloud keeps. Any other Accept: the newest 100 as JSON (the 200 schema below). At most notifications.maxStreamsPerAccount open streams per account and node (429 TOO_MANY_STREAMS).',
+    auth: 'subscriber',
+    responses: { 200: NotificationsResponse },
+    errors: ['TOO_MANY_STREAMS'],
+  },
+  {
+    method: 'PUT',
+    path: '/v1/account/webhook',
+    tag: 'accounts',
+    summary: 'POST every notification to this https:// URL as well, signed with HMAC-SHA256 under the secret',
+    description:
+      'Each delivery is a POST of the Notification JSON with `X-Camvault-Timestamp` (Unix seconds) and `X-Camvault-Signature: v1=<hex HMAC-SHA256(secret, timestamp + "." + body)>`; failures (network, 408, 425, 429, 5xx) are retried a few times with growing waits. The URL must be https:// and name a public host (no loopback, private or link-local address, no credentials). Setting it again replaces it.',
+    auth: 'subscriber',
+    body: WebhookRequest,
+    responses: { 200: WebhookResponse },
+    errors: ['WEBHOOK_URL_INVALID'],
+  },
+  { method: 'DELETE', path: '/v1/account/webhook', tag: 'accounts', summary: "Remove the account's webhook", auth: 'subscriber', responses: { 204: null } },
 
   // clips
   {

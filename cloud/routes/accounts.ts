@@ -7,6 +7,7 @@ import {
   PasswordResetRequest,
   RegisterRequest,
   VerifyEmailRequest,
+  type AccountDetailsResponse,
   type AccountResponse,
   type LoginResponse,
   type PasswordResetConfirmResponse,
@@ -19,6 +20,8 @@ import { emailCodeHash, emailHash, newEmailCode } from '../auth/email-codes.js';
 import { hashPassword, verifyAgainstDummy, verifyPassword } from '../auth/passwords.js';
 import { newSecretToken, sha256Hex } from '../auth/tokens.js';
 import type { AppContext } from '../context.js';
+import { experienceEvent } from '../experience.js';
+import { securityLog } from '../security-log.js';
 import { requireSubscriber } from '../http/auth.js';
 import { enforceRateLimits } from '../http/rate-limit.js';
 import { parseInput } from '../http/validate.js';
@@ -134,6 +137,7 @@ export async function accountRoutes(app: FastifyInstance, ctx: AppContext): Prom
     // the code reached the mailbox: the address is proven too
     await ctx.store.markEmailVerified(account.id, ctx.clock.now());
     req.log.info({ accountId: account.id, sessionsEnded: ended }, 'password reset');
+    await securityLog(ctx, req, 'password-reset', { accountId: account.id });
     const res: PasswordResetConfirmResponse = { status: 'password_reset' };
     return res;
   });
@@ -149,7 +153,13 @@ export async function accountRoutes(app: FastifyInstance, ctx: AppContext): Prom
     const ok = account
       ? await verifyPassword(body.password, account.passwordHash)
       : await verifyAgainstDummy(body.password);
-    if (!account || !ok) throw new CamvaultError('INVALID_CREDENTIALS');
+    if (!account || !ok) {
+      // the same write for a known and an unknown address; an unknown one keeps no trace of the address typed
+      await securityLog(ctx, req, 'sign-in-failed', { accountId: account?.id ?? null });
+      throw new CamvaultError('INVALID_CREDENTIALS');
+    }
+    // only after the right password, like EMAIL_NOT_VERIFIED
+    if (account.cancelledAt != null) throw new CamvaultError('ACCOUNT_CANCELLED');
     // only after the right password: the caller who registered it may learn it awaits verification
     if (account.emailVerifiedAt == null) throw new CamvaultError('EMAIL_NOT_VERIFIED');
     const token = newSecretToken();
@@ -157,6 +167,8 @@ export async function accountRoutes(app: FastifyInstance, ctx: AppContext): Prom
     const expiresAt = now + ctx.config.sessionTtlHours * 3600_000;
     await ctx.store.createSession({ tokenHash: sha256Hex(token), accountId: account.id, createdAt: now, expiresAt });
     req.log.info({ accountId: account.id }, 'session opened');
+    await securityLog(ctx, req, 'sign-in', { accountId: account.id });
+    await experienceEvent(ctx, req, account.id, 'sign-in');
     const res: LoginResponse = { token, accountId: account.id, expiresAt: new Date(expiresAt).toISOString() };
     return res;
   });
@@ -171,7 +183,15 @@ export async function accountRoutes(app: FastifyInstance, ctx: AppContext): Prom
     const auth = await requireSubscriber(ctx, req);
     const account = await ctx.store.getAccountById(auth.accountId);
     if (!account) throw new CamvaultError('UNAUTHENTICATED');
-    return accountJson(account);
+    // the account's own clips as the API shows them: expired ones are gone already (P3)
+    const clips = await ctx.store.clipSummary(account.id, ctx.clock.now());
+    const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+    const res: AccountDetailsResponse = {
+      ...accountJson(account),
+      oldestClipAt: iso(clips.oldestStartMs),
+      nextExpiryAt: iso(clips.nextExpiresAt),
+    };
+    return res;
   });
 
   app.patch('/v1/account', async (req, reply) => {
@@ -184,6 +204,7 @@ export async function accountRoutes(app: FastifyInstance, ctx: AppContext): Prom
     if (!(await verifyPassword(body.currentPassword, account.passwordHash))) throw new CamvaultError('CURRENT_PASSWORD_WRONG');
     const ended = await ctx.store.changePassword(account.id, await hashPassword(body.newPassword), auth.tokenHash);
     req.log.info({ accountId: account.id, sessionsEnded: ended }, 'password changed');
+    await securityLog(ctx, req, 'password-changed', { accountId: account.id });
     return accountJson(account);
   });
 }

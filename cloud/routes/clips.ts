@@ -15,6 +15,8 @@ import type { AppContext } from '../context.js';
 import { accessibleClip, deletableClip, mayDelete, readableClip, shareLookup } from '../http/access.js';
 import { requireSubscriber } from '../http/auth.js';
 import { parseInput } from '../http/validate.js';
+import { experienceEvent } from '../experience.js';
+import { securityLog } from '../security-log.js';
 import type { ClipFilter, ClipRow } from '../store/types.js';
 import { clipJson } from './clip-json.js';
 
@@ -116,6 +118,7 @@ export async function clipRoutes(app: FastifyInstance, ctx: AppContext): Promise
     const { id } = parseInput(IdParams, req.params, 'params');
     const { download } = parseInput(ViewQuery, req.query, 'query');
     const clip = await readableClip(ctx, auth.accountId, id);
+    await experienceEvent(ctx, req, auth.accountId, 'clip-viewed');
     return signedView(clip, download === 'true' || download === '1');
   });
 
@@ -124,6 +127,7 @@ export async function clipRoutes(app: FastifyInstance, ctx: AppContext): Promise
     const auth = await requireSubscriber(ctx, req);
     const { id } = parseInput(IdParams, req.params, 'params');
     const clip = await readableClip(ctx, auth.accountId, id);
+    await experienceEvent(ctx, req, auth.accountId, 'clip-viewed');
     const { url } = await signedView(clip, true);
     return reply.header('cache-control', 'no-store').redirect(url, 302);
   });
@@ -134,6 +138,7 @@ export async function clipRoutes(app: FastifyInstance, ctx: AppContext): Promise
     const clip = await deletableClip(ctx, auth.accountId, id);
     await deleteClips([clip]);
     req.log.info({ accountId: auth.accountId, owner: clip.accountId, clipId: id }, 'clip deleted');
+    await securityLog(ctx, req, 'clips-deleted', { accountId: auth.accountId });
     return reply.code(204).send();
   });
 
@@ -177,6 +182,7 @@ export async function clipRoutes(app: FastifyInstance, ctx: AppContext): Promise
       if (share && mayDelete(share.role)) deleted += await deleteRange(share.grantedBy, body.serial, fromMs, toMs);
     }
     req.log.info({ accountId: auth.accountId, deleted }, 'clips deleted');
+    if (deleted > 0) await securityLog(ctx, req, 'clips-deleted', { accountId: auth.accountId });
     const res: DeleteClipsResponse = { deleted };
     return res;
   });

@@ -5,6 +5,8 @@ import { newSecretToken, sha256Hex } from '../auth/tokens.js';
 import { planLimits, type AppContext } from '../context.js';
 import { limitClaim } from '../http/rate-limit.js';
 import { parseInput } from '../http/validate.js';
+import { experienceEvent } from '../experience.js';
+import { securityLog } from '../security-log.js';
 
 /**
  * POST /v1/device/claim: the camera trades a bind code its owner made for a
@@ -37,10 +39,21 @@ export async function deviceClaimRoutes(app: FastifyInstance, ctx: AppContext): 
         break;
     }
     req.log.info({ accountId: outcome.accountId, serial: body.serial, status: outcome.status }, 'device claimed');
+    await securityLog(ctx, req, 'device-bound', { accountId: outcome.accountId });
+    await experienceEvent(ctx, req, outcome.accountId, 'device-bound');
+    // the MQTT credential (issue 7): a broker that cannot take it now keeps trying in the background,
+    // and the device retries its MQTT connection; the claim itself stands (its bind code is spent)
+    if (ctx.broker) {
+      try {
+        await ctx.broker.provision(body.serial, mqttPassword);
+      } catch (err) {
+        req.log.warn({ serial: body.serial, err: (err as Error).message }, 'MQTT credential not provisioned yet; retrying in the background');
+      }
+    }
     const res: ClaimResponse = {
       serial: body.serial,
       deviceToken,
-      mqtt: { username: body.serial, password: mqttPassword },
+      mqtt: { username: body.serial, password: mqttPassword, ...(ctx.broker ? { url: ctx.broker.publicUrl } : {}) },
     };
     return res;
   });

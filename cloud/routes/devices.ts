@@ -6,6 +6,7 @@ import { newBindCode, sha256Hex } from '../auth/tokens.js';
 import type { AppContext } from '../context.js';
 import { requireSubscriber } from '../http/auth.js';
 import { parseInput } from '../http/validate.js';
+import { securityLog } from '../security-log.js';
 import type { DeviceRow } from '../store/types.js';
 
 /** A bind code is single use and lives this long (at most 10 minutes, issue 5). */
@@ -54,6 +55,16 @@ export async function deviceRoutes(app: FastifyInstance, ctx: AppContext): Promi
     const { serial } = parseInput(SerialParams, req.params, 'params');
     if (!(await ctx.store.unbindDevice(serial, auth.accountId))) throw new CamvaultError('DEVICE_NOT_FOUND');
     req.log.info({ accountId: auth.accountId, serial }, 'device unbound');
+    // a connected device is told (unbind command), then its MQTT credential is revoked and it is
+    // disconnected; a broker that fails now keeps trying in the background (issue 7)
+    if (ctx.deviceCommands) {
+      try {
+        await ctx.deviceCommands.unbind(serial);
+      } catch (err) {
+        req.log.warn({ serial, err: (err as Error).message }, 'MQTT revocation not confirmed yet; retrying in the background');
+      }
+    }
+    await securityLog(ctx, req, 'device-unbound', { accountId: auth.accountId });
     return reply.code(204).send();
   });
 }

@@ -13,6 +13,7 @@ import type { AppContext } from '../context.js';
 import { ownDevice } from '../http/access.js';
 import { requireSubscriber } from '../http/auth.js';
 import { parseInput } from '../http/validate.js';
+import { securityLog } from '../security-log.js';
 import type { ShareRow } from '../store/types.js';
 
 const SerialParams = z.object({ serial: Serial }).strict();
@@ -62,6 +63,7 @@ export async function shareRoutes(app: FastifyInstance, ctx: AppContext): Promis
       { accountId: auth.accountId, serial, grantee: body.accountId, role: body.role, status: outcome.status },
       'device shared',
     );
+    await securityLog(ctx, req, 'share-granted', { accountId: auth.accountId });
     const res: ShareResponse = { share: shareJson(outcome.share) };
     return reply.code(outcome.status === 'created' ? 201 : 200).send(res);
   });
@@ -83,6 +85,7 @@ export async function shareRoutes(app: FastifyInstance, ctx: AppContext): Promis
     if (!mine) await ownDevice(ctx, auth.accountId, serial);
     if (!(await ctx.store.deleteShare(serial, accountId))) throw new CamvaultError('SHARE_NOT_FOUND');
     req.log.info({ accountId: auth.accountId, serial, grantee: accountId }, 'share revoked');
+    await securityLog(ctx, req, 'share-revoked', { accountId: auth.accountId });
     return reply.code(204).send();
   });
 }

@@ -160,4 +160,85 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX rate_limits_by_expiry ON rate_limits(expires_at);
   `,
+  // 5: retention and receipts (SQLite 5): clip leases for the retention job
+  // (claimed FOR UPDATE SKIP LOCKED, so nodes never take the same clip) and
+  // job_runs, each job pass's receipt (counts only, a JSONB object of integers).
+  `
+  ALTER TABLE clips ADD COLUMN lease_until BIGINT, ADD COLUMN lease_owner TEXT;
+
+  CREATE TABLE job_runs (
+    id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job         TEXT COLLATE "C" NOT NULL,
+    started_at  BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    ok          BOOLEAN NOT NULL,
+    counts      JSONB NOT NULL
+  );
+  CREATE INDEX job_runs_by_job ON job_runs(job, started_at);
+  CREATE INDEX job_runs_by_started ON job_runs(started_at);
+  `,
+  // 6: notifications and webhooks (SQLite 6): one row per account and alert,
+  // keyed by an id derived from the alert, so the nodes that all receive it
+  // insert it once and the one whose insert lands sends the webhook.
+  `
+  CREATE TABLE notifications (
+    account_id  TEXT COLLATE "C" NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    id          TEXT COLLATE "C" NOT NULL,
+    serial      TEXT COLLATE "C" NOT NULL,
+    type        TEXT NOT NULL,
+    at_ms       BIGINT NOT NULL,
+    clip_id     TEXT COLLATE "C",
+    received_at BIGINT NOT NULL,
+    PRIMARY KEY (account_id, id)
+  );
+  CREATE INDEX notifications_by_account_received ON notifications(account_id, received_at, id);
+  CREATE INDEX notifications_by_received ON notifications(received_at);
+
+  CREATE TABLE webhooks (
+    account_id TEXT COLLATE "C" PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    url        TEXT NOT NULL,
+    secret     TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+  );
+  `,
+  // 7: account rights (SQLite 7): cancellation (cancelled_at and its lease),
+  // consents, experience events (only while consented; no IP, no email), the
+  // security log (IP as AES-256-GCM ciphertext; account_id NULL for an unknown
+  // address) and digests of revoked credentials (410 after the rows are gone).
+  `
+  ALTER TABLE accounts ADD COLUMN cancelled_at BIGINT, ADD COLUMN cancel_lease_owner TEXT, ADD COLUMN cancel_lease_until BIGINT;
+  CREATE INDEX accounts_cancelling ON accounts(cancelled_at) WHERE cancelled_at IS NOT NULL;
+
+  CREATE TABLE consents (
+    account_id TEXT COLLATE "C" NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    purpose    TEXT NOT NULL CHECK (purpose IN ('experience', 'marketing')),
+    granted    BOOLEAN NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (account_id, purpose)
+  );
+
+  CREATE TABLE experience_events (
+    id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    account_id TEXT COLLATE "C" NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    event      TEXT NOT NULL,
+    at         BIGINT NOT NULL
+  );
+  CREATE INDEX experience_events_by_account ON experience_events(account_id, at);
+
+  CREATE TABLE security_log (
+    id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    account_id TEXT COLLATE "C" REFERENCES accounts(id) ON DELETE CASCADE,
+    event      TEXT NOT NULL,
+    at         BIGINT NOT NULL,
+    ip         TEXT NOT NULL
+  );
+  CREATE INDEX security_log_by_account ON security_log(account_id, at);
+  CREATE INDEX security_log_by_at ON security_log(at);
+
+  CREATE TABLE cancelled_credentials (
+    digest     TEXT PRIMARY KEY,
+    expires_at BIGINT NOT NULL
+  );
+  CREATE INDEX cancelled_credentials_by_expiry ON cancelled_credentials(expires_at);
+  `,
 ];

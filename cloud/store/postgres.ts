@@ -10,6 +10,8 @@ import type {
   ClipFilter,
   ClipRow,
   DeviceRow,
+  NotificationRow,
+  WebhookRow,
   EmailCodePurpose,
   EmailCodeRow,
   PutShareOutcome,
@@ -21,12 +23,21 @@ import type {
   Store,
   UploadRow,
 } from './types.js';
+import { checkJobRun, type ClipSummary, type ExpiredClip, type JobRunRow } from './types.js';
+import type {
+  BeginCancellationOutcome,
+  ConsentPurpose,
+  ConsentRow,
+  CredentialTombstones,
+  ExperienceEventRow,
+  PurgeAccountInput,
+  SecurityLogRow,
+} from './types.js';
 
 // Explicit column lists, never SELECT *: a node's prepared statements outlive
 // a migration another node runs, and PostgreSQL refuses to re-run a cached
 // plan whose result columns changed ("cached plan must not change result type").
-const ACCOUNT_COLS = 'id, email, password_hash, plan, created_at, email_verified_at, plan_lapsed_at';
-const SESSION_COLS = 'token_hash, account_id, created_at, expires_at';
+const ACCOUNT_COLS = 'id, email, password_hash, plan, created_at, email_verified_at, plan_lapsed_at, cancelled_at';
 const DEVICE_COLS = 'serial, model, account_id, token_hash, mqtt_password_hash, bound_at';
 const UPLOAD_COLS =
   'clip_id, serial, account_id, object_key, size, md5, sha256, start_ms, duration_ms, kind, created_at, multipart_upload_id, part_bytes, part_md5s';
@@ -43,6 +54,7 @@ interface AccountRecord {
   created_at: number;
   email_verified_at: number | null;
   plan_lapsed_at: number | null;
+  cancelled_at: number | null;
 }
 interface SessionRecord {
   token_hash: string;
@@ -105,6 +117,7 @@ const toAccount = (r: AccountRecord): AccountRow => ({
   createdAt: r.created_at,
   emailVerifiedAt: r.email_verified_at,
   planLapsedAt: r.plan_lapsed_at,
+  cancelledAt: r.cancelled_at,
 });
 const toSession = (r: SessionRecord): SessionRow => ({
   tokenHash: r.token_hash,
@@ -157,6 +170,26 @@ const toClip = (r: ClipRecord): ClipRow => ({
   sha256: r.sha256,
   uploadedAt: r.uploaded_at,
   expiresAt: r.expires_at,
+});
+
+interface NotificationRecord {
+  account_id: string;
+  id: string;
+  serial: string;
+  type: string;
+  at_ms: number;
+  clip_id: string | null;
+  received_at: number;
+}
+const NOTIFICATION_COLS = 'account_id, id, serial, type, at_ms, clip_id, received_at';
+const toNotification = (r: NotificationRecord): NotificationRow => ({
+  id: r.id,
+  accountId: r.account_id,
+  serial: r.serial,
+  type: r.type,
+  atMs: r.at_ms,
+  clipId: r.clip_id,
+  receivedAt: r.received_at,
 });
 
 /**
@@ -531,11 +564,14 @@ export class PostgresStore implements Store {
   }
 
   async getSession(tokenHash: string, nowMs: number): Promise<SessionRow | null> {
-    const { rows } = await this.q<SessionRecord>(`SELECT ${SESSION_COLS} FROM sessions WHERE token_hash = $1 AND expires_at > $2`, [
-      tokenHash,
-      nowMs,
-    ]);
-    return rows[0] ? toSession(rows[0]) : null;
+    // with the account's cancellation: a session that slipped in while it began is refused all the same
+    const { rows } = await this.q<SessionRecord & { account_cancelled_at: number | null }>(
+      `SELECT s.token_hash, s.account_id, s.created_at, s.expires_at, a.cancelled_at AS account_cancelled_at
+       FROM sessions s JOIN accounts a ON a.id = s.account_id WHERE s.token_hash = $1 AND s.expires_at > $2`,
+      [tokenHash, nowMs],
+    );
+    const r = rows[0];
+    return r ? { ...toSession(r), accountCancelledAt: r.account_cancelled_at } : null;
   }
 
   async deleteSession(tokenHash: string): Promise<void> {
@@ -646,7 +682,8 @@ export class PostgresStore implements Store {
     return this.tx(async (c): Promise<PutShareOutcome> => {
       const device = await this.q('SELECT 1 FROM devices WHERE serial = $1 AND account_id = $2 FOR KEY SHARE', [row.serial, row.grantedBy], c);
       if (device.rowCount !== 1) return { status: 'device-not-found' };
-      const grantee = await this.q('SELECT 1 FROM accounts WHERE id = $1 FOR KEY SHARE', [row.granteeAccountId], c);
+      // an account being cancelled takes no new shares
+      const grantee = await this.q('SELECT 1 FROM accounts WHERE id = $1 AND cancelled_at IS NULL FOR KEY SHARE', [row.granteeAccountId], c);
       if (grantee.rowCount !== 1) return { status: 'grantee-not-found' };
       const { rows } = await this.q<ShareRecord & { inserted: boolean }>(
         `INSERT INTO shares AS s (serial, grantee_account_id, role, granted_by, created_at) VALUES ($1, $2, $3, $4, $5)
@@ -809,6 +846,411 @@ export class PostgresStore implements Store {
       [accountId, visibleAt],
     );
     return rows[0]?.n ?? 0;
+  }
+
+  /**
+   * One statement: the subquery locks the oldest free expired rows, skipping
+   * rows another node's claim holds locked right now (SKIP LOCKED), and the
+   * UPDATE writes our lease into them. Once committed, the lease (not the
+   * lock) keeps the other nodes off until it lapses.
+   */
+  async claimExpiredClips(owner: string, nowMs: number, leaseUntilMs: number, limit: number): Promise<ExpiredClip[]> {
+    const { rows } = await this.q<{ id: string; object_key: string; expires_at: number }>(
+      `UPDATE clips SET lease_until = $1, lease_owner = $2
+       WHERE id IN (SELECT id FROM clips WHERE expires_at <= $3 AND (lease_until IS NULL OR lease_until <= $3)
+                    ORDER BY expires_at LIMIT $4 FOR UPDATE SKIP LOCKED)
+       RETURNING id, object_key, expires_at`,
+      [leaseUntilMs, owner, nowMs, limit],
+    );
+    return rows
+      .map((r) => ({ id: r.id, key: r.object_key, expiresAt: r.expires_at }))
+      .sort((a, b) => a.expiresAt - b.expiresAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  async releaseClipLeases(owner: string, ids: string[], retryAtMs: number): Promise<void> {
+    if (ids.length === 0) return;
+    await this.q('UPDATE clips SET lease_until = $1, lease_owner = NULL WHERE id = ANY($2::text[]) AND lease_owner = $3', [
+      retryAtMs,
+      ids,
+      owner,
+    ]);
+  }
+
+  /** no index on created_at (presign writes): a scan of the pending uploads, skipping rows a presign holds */
+  async deleteStaleUploads(createdBeforeMs: number, limit: number): Promise<number> {
+    const r = await this.q(
+      'DELETE FROM uploads WHERE clip_id IN (SELECT clip_id FROM uploads WHERE created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)',
+      [createdBeforeMs, limit],
+    );
+    return r.rowCount ?? 0;
+  }
+
+  async objectKeysInUse(clipIds: string[]): Promise<string[]> {
+    if (clipIds.length === 0) return [];
+    const { rows } = await this.q<{ object_key: string }>(
+      `SELECT object_key FROM clips WHERE id = ANY($1::text[])
+       UNION SELECT object_key FROM uploads WHERE clip_id = ANY($1::text[])`,
+      [clipIds],
+    );
+    return rows.map((r) => r.object_key);
+  }
+
+  async clipSummary(accountId: string, visibleAt: number): Promise<ClipSummary> {
+    const { rows } = await this.q<{ oldest: number | null; next: number | null }>(
+      `SELECT (SELECT start_ms FROM clips WHERE account_id = $1 AND expires_at > $2 ORDER BY start_ms ASC LIMIT 1) AS oldest,
+              (SELECT MIN(expires_at) FROM clips WHERE account_id = $1 AND expires_at > $2) AS next`,
+      [accountId, visibleAt],
+    );
+    return { oldestStartMs: rows[0]?.oldest ?? null, nextExpiresAt: rows[0]?.next ?? null };
+  }
+
+  async recordJobRun(row: JobRunRow, pruneBeforeMs: number): Promise<void> {
+    checkJobRun(row);
+    await this.q(
+      `WITH pruned AS (DELETE FROM job_runs WHERE started_at < $6)
+       INSERT INTO job_runs (job, started_at, duration_ms, ok, counts) VALUES ($1, $2, $3, $4, $5::jsonb)`,
+      [row.job, row.startedAt, row.durationMs, row.ok, JSON.stringify(row.counts), pruneBeforeMs],
+    );
+  }
+
+  async listJobRuns(job: string, limit: number): Promise<JobRunRow[]> {
+    const { rows } = await this.q<{ job: string; started_at: number; duration_ms: number; ok: boolean; counts: Record<string, number> }>(
+      'SELECT job, started_at, duration_ms, ok, counts FROM job_runs WHERE job = $1 ORDER BY started_at DESC, id DESC LIMIT $2',
+      [job, limit],
+    );
+    return rows.map((r) => ({ job: r.job, startedAt: r.started_at, durationMs: r.duration_ms, ok: r.ok, counts: r.counts }));
+  }
+
+  // notifications and webhooks (issue 7)
+
+  /** one statement: the owner first, then the grantees of shares in force, in listDeviceShares' order */
+  async notificationRecipients(serial: string): Promise<string[]> {
+    const { rows } = await this.q<{ account_id: string }>(
+      `SELECT account_id FROM (
+         SELECT d.account_id, 0 AS k, 0::bigint AS created_at FROM devices d WHERE d.serial = $1
+         UNION ALL
+         SELECT s.grantee_account_id, 1, s.created_at FROM shares s ${SHARE_IN_FORCE} WHERE s.serial = $1
+       ) r ORDER BY k, created_at, account_id`,
+      [serial],
+    );
+    return rows.map((r) => r.account_id);
+  }
+
+  /**
+   * One statement for every row (unnest): ON CONFLICT DO NOTHING is what
+   * makes concurrent nodes insert a row once; RETURNING names the rows this
+   * statement inserted. A row repeated in one call counts once.
+   */
+  async putNotifications(rows: NotificationRow[]): Promise<boolean[]> {
+    if (rows.length === 0) return [];
+    const { rows: inserted } = await this.q<{ account_id: string; id: string }>(
+      `INSERT INTO notifications (account_id, id, serial, type, at_ms, clip_id, received_at)
+       SELECT r.account_id, r.id, r.serial, r.type, r.at_ms, r.clip_id, r.received_at
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bigint[])
+         AS r(account_id, id, serial, type, at_ms, clip_id, received_at)
+       WHERE EXISTS (SELECT 1 FROM accounts a WHERE a.id = r.account_id)
+       ON CONFLICT (account_id, id) DO NOTHING
+       RETURNING account_id, id`,
+      [
+        rows.map((r) => r.accountId),
+        rows.map((r) => r.id),
+        rows.map((r) => r.serial),
+        rows.map((r) => r.type),
+        rows.map((r) => r.atMs),
+        rows.map((r) => r.clipId),
+        rows.map((r) => r.receivedAt),
+      ],
+    );
+    const fresh = new Set(inserted.map((r) => `${r.account_id}\n${r.id}`));
+    return rows.map((r) => fresh.delete(`${r.accountId}\n${r.id}`));
+  }
+
+  async getNotification(accountId: string, id: string): Promise<NotificationRow | null> {
+    const { rows } = await this.q<NotificationRecord>(`SELECT ${NOTIFICATION_COLS} FROM notifications WHERE account_id = $1 AND id = $2`, [
+      accountId,
+      id,
+    ]);
+    return rows[0] ? toNotification(rows[0]) : null;
+  }
+
+  async listNotificationsAfter(accountId: string, after: { receivedAt: number; id: string }, limit: number): Promise<NotificationRow[]> {
+    const { rows } = await this.q<NotificationRecord>(
+      `SELECT ${NOTIFICATION_COLS} FROM notifications WHERE account_id = $1 AND (received_at, id) > ($2, $3)
+       ORDER BY received_at, id LIMIT $4`,
+      [accountId, after.receivedAt, after.id, limit],
+    );
+    return rows.map(toNotification);
+  }
+
+  async listRecentNotifications(accountId: string, sinceMs: number, limit: number): Promise<NotificationRow[]> {
+    const { rows } = await this.q<NotificationRecord>(
+      `SELECT ${NOTIFICATION_COLS} FROM notifications WHERE account_id = $1 AND received_at >= $2
+       ORDER BY received_at DESC, id DESC LIMIT $3`,
+      [accountId, sinceMs, limit],
+    );
+    return rows.map(toNotification);
+  }
+
+  /** SKIP LOCKED: two nodes erasing at once take different rows instead of waiting on each other */
+  async deleteNotificationsBefore(beforeMs: number, limit: number): Promise<number> {
+    const r = await this.q(
+      `DELETE FROM notifications WHERE (account_id, id) IN (
+         SELECT account_id, id FROM notifications WHERE received_at < $1 ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+      [beforeMs, limit],
+    );
+    return r.rowCount ?? 0;
+  }
+
+  async putWebhook(row: WebhookRow): Promise<boolean> {
+    const r = await this.q(
+      `INSERT INTO webhooks (account_id, url, secret, created_at)
+       SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $1)
+       ON CONFLICT (account_id) DO UPDATE SET url = EXCLUDED.url, secret = EXCLUDED.secret, created_at = EXCLUDED.created_at`,
+      [row.accountId, row.url, row.secret, row.createdAt],
+    );
+    return r.rowCount === 1;
+  }
+
+  async getWebhooks(accountIds: string[]): Promise<WebhookRow[]> {
+    if (accountIds.length === 0) return [];
+    const { rows } = await this.q<{ account_id: string; url: string; secret: string; created_at: number }>(
+      'SELECT account_id, url, secret, created_at FROM webhooks WHERE account_id = ANY($1::text[])',
+      [[...new Set(accountIds)]],
+    );
+    return rows.map((r) => ({ accountId: r.account_id, url: r.url, secret: r.secret, createdAt: r.created_at }));
+  }
+
+  async deleteWebhook(accountId: string): Promise<boolean> {
+    const r = await this.q('DELETE FROM webhooks WHERE account_id = $1', [accountId]);
+    return r.rowCount === 1;
+  }
+
+  // account rights (issue 6)
+
+  private async consentsOn(accountId: string, c?: pg.PoolClient): Promise<ConsentRow[]> {
+    const { rows } = await this.q<{ purpose: ConsentPurpose; granted: boolean; updated_at: number }>(
+      'SELECT purpose, granted, updated_at FROM consents WHERE account_id = $1 ORDER BY purpose',
+      [accountId],
+      c,
+    );
+    return rows.map((r) => ({ purpose: r.purpose, granted: r.granted, updatedAt: r.updated_at }));
+  }
+
+  async getConsents(accountId: string): Promise<ConsentRow[]> {
+    return this.consentsOn(accountId);
+  }
+
+  /**
+   * One transaction. A withdrawal's upsert holds the consent row until the
+   * events are deleted and it commits; recordExperienceEvent reads that row
+   * FOR SHARE, so it waits, then sees the withdrawal and inserts nothing.
+   */
+  async setConsents(accountId: string, changes: { purpose: ConsentPurpose; granted: boolean }[], nowMs: number): Promise<ConsentRow[]> {
+    return this.tx(async (c) => {
+      const account = await this.q('SELECT 1 FROM accounts WHERE id = $1 FOR KEY SHARE', [accountId], c);
+      if (account.rowCount !== 1) return [];
+      for (const ch of changes) {
+        await this.q(
+          `INSERT INTO consents AS k (account_id, purpose, granted, updated_at) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (account_id, purpose) DO UPDATE SET granted = EXCLUDED.granted, updated_at = EXCLUDED.updated_at
+           WHERE k.granted <> EXCLUDED.granted`,
+          [accountId, ch.purpose, ch.granted, nowMs],
+          c,
+        );
+        if (ch.purpose === 'experience' && !ch.granted) {
+          // lock the row even when the upsert changed nothing (already off): a racing insert waits for us
+          await this.q("SELECT 1 FROM consents WHERE account_id = $1 AND purpose = 'experience' FOR UPDATE", [accountId], c);
+          await this.q('DELETE FROM experience_events WHERE account_id = $1', [accountId], c);
+        }
+      }
+      return this.consentsOn(accountId, c);
+    });
+  }
+
+  async recordExperienceEvent(accountId: string, event: string, nowMs: number): Promise<boolean> {
+    const r = await this.q(
+      `INSERT INTO experience_events (account_id, event, at)
+       SELECT account_id, $2, $3 FROM consents WHERE account_id = $1 AND purpose = 'experience' AND granted FOR SHARE`,
+      [accountId, event, nowMs],
+    );
+    return r.rowCount === 1;
+  }
+
+  async listExperienceEvents(accountId: string): Promise<ExperienceEventRow[]> {
+    const { rows } = await this.q<{ account_id: string; event: string; at: number }>(
+      'SELECT account_id, event, at FROM experience_events WHERE account_id = $1 ORDER BY at, id',
+      [accountId],
+    );
+    return rows.map((r) => ({ accountId: r.account_id, event: r.event, at: r.at }));
+  }
+
+  async appendSecurityLog(row: SecurityLogRow): Promise<void> {
+    await this.q('INSERT INTO security_log (account_id, event, at, ip) VALUES ($1, $2, $3, $4)', [row.accountId, row.event, row.at, row.ip]);
+  }
+
+  async listSecurityLog(accountId: string): Promise<SecurityLogRow[]> {
+    const { rows } = await this.q<{ account_id: string; event: string; at: number; ip: string }>(
+      'SELECT account_id, event, at, ip FROM security_log WHERE account_id = $1 ORDER BY at, id',
+      [accountId],
+    );
+    return rows.map((r) => ({ accountId: r.account_id, event: r.event, at: r.at, ip: r.ip }));
+  }
+
+  async eraseSecurityLogBefore(beforeMs: number, limit: number): Promise<number> {
+    const r = await this.q(
+      'DELETE FROM security_log WHERE id IN (SELECT id FROM security_log WHERE at < $1 ORDER BY at LIMIT $2 FOR UPDATE SKIP LOCKED)',
+      [beforeMs, limit],
+    );
+    return r.rowCount ?? 0;
+  }
+
+  /** tombstones for the account's sessions and device tokens; sessions deleted, devices blanked (or deleted) */
+  private async revokeCredentialsOn(
+    c: pg.PoolClient,
+    accountId: string,
+    nowMs: number,
+    tombstones: CredentialTombstones,
+    deleteDevices: boolean,
+  ): Promise<void> {
+    const sessions = await this.q<{ token_hash: string; expires_at: number }>(
+      'DELETE FROM sessions WHERE account_id = $1 RETURNING token_hash, expires_at',
+      [accountId],
+      c,
+    );
+    const devices = deleteDevices
+      ? await this.q<{ token_hash: string }>('DELETE FROM devices WHERE account_id = $1 RETURNING token_hash', [accountId], c)
+      : await this.q<{ token_hash: string }>(
+          `UPDATE devices d SET token_hash = '', mqtt_password_hash = '' FROM devices old
+           WHERE d.serial = old.serial AND d.account_id = $1 AND old.token_hash <> '' RETURNING old.token_hash`,
+          [accountId],
+          c,
+        );
+    const digests: string[] = [];
+    const until: number[] = [];
+    for (const r of sessions.rows) {
+      if (r.expires_at <= nowMs) continue;
+      digests.push(tombstones.digest(r.token_hash));
+      until.push(r.expires_at);
+    }
+    for (const r of devices.rows) {
+      if (r.token_hash === '') continue;
+      digests.push(tombstones.digest(r.token_hash));
+      until.push(tombstones.deviceUntil);
+    }
+    if (digests.length === 0) return;
+    await this.q(
+      `INSERT INTO cancelled_credentials (digest, expires_at) SELECT * FROM unnest($1::text[], $2::bigint[])
+       ON CONFLICT (digest) DO NOTHING`,
+      [digests, until],
+      c,
+    );
+  }
+
+  /** rows that end with a cancellation's first step and again with its purge */
+  private async dropAccessOn(c: pg.PoolClient, accountId: string): Promise<void> {
+    await this.q('DELETE FROM bind_codes WHERE account_id = $1', [accountId], c);
+    await this.q('DELETE FROM shares WHERE granted_by = $1 OR grantee_account_id = $1', [accountId], c);
+    await this.q('DELETE FROM webhooks WHERE account_id = $1', [accountId], c);
+    // its own notifications, and its devices' alerts in every other account's
+    await this.q(
+      'DELETE FROM notifications WHERE account_id = $1 OR serial IN (SELECT serial FROM devices WHERE account_id = $1)',
+      [accountId],
+      c,
+    );
+    await this.q('DELETE FROM consents WHERE account_id = $1', [accountId], c);
+    await this.q('DELETE FROM experience_events WHERE account_id = $1', [accountId], c);
+  }
+
+  /**
+   * One transaction that starts by locking the account row FOR UPDATE: a
+   * session or bind code being inserted for it (their foreign-key check
+   * takes KEY SHARE) either committed before, and is revoked here, or waits
+   * and lands after (getSession then reports the cancellation). A claim that
+   * holds a bind code and waits for the account row deadlocks with this
+   * transaction at worst; one of them is run again.
+   */
+  async beginCancellation(accountId: string, nowMs: number, tombstones: CredentialTombstones): Promise<BeginCancellationOutcome> {
+    return this.tx(async (c): Promise<BeginCancellationOutcome> => {
+      const { rows } = await this.q<{ cancelled_at: number | null }>('SELECT cancelled_at FROM accounts WHERE id = $1 FOR UPDATE', [accountId], c);
+      const r = rows[0];
+      if (!r) return 'not-found';
+      if (r.cancelled_at !== null) return 'already-cancelled';
+      await this.q('UPDATE accounts SET cancelled_at = $2 WHERE id = $1', [accountId, nowMs], c);
+      await this.dropAccessOn(c, accountId);
+      await this.revokeCredentialsOn(c, accountId, nowMs, tombstones, false);
+      return 'started';
+    });
+  }
+
+  async listCancellations(nowMs: number, limit: number): Promise<string[]> {
+    const { rows } = await this.q<{ id: string }>(
+      `SELECT id FROM accounts WHERE cancelled_at IS NOT NULL AND (cancel_lease_until IS NULL OR cancel_lease_until <= $1)
+       ORDER BY cancelled_at, id LIMIT $2`,
+      [nowMs, limit],
+    );
+    return rows.map((r) => r.id);
+  }
+
+  async leaseCancellation(accountId: string, owner: string, nowMs: number, untilMs: number): Promise<boolean> {
+    const r = await this.q(
+      `UPDATE accounts SET cancel_lease_owner = $2, cancel_lease_until = $4
+       WHERE id = $1 AND cancelled_at IS NOT NULL AND (cancel_lease_until IS NULL OR cancel_lease_until <= $3 OR cancel_lease_owner = $2)`,
+      [accountId, owner, nowMs, untilMs],
+    );
+    return r.rowCount === 1;
+  }
+
+  async purgeAccountRows(accountId: string, input: PurgeAccountInput): Promise<void> {
+    await this.tx(async (c) => {
+      const locked = await this.q('SELECT 1 FROM accounts WHERE id = $1 AND cancelled_at IS NOT NULL FOR UPDATE', [accountId], c);
+      if (locked.rowCount !== 1) return;
+      await this.dropAccessOn(c, accountId);
+      // devices after the notifications above, which go by their serials
+      await this.revokeCredentialsOn(c, accountId, input.nowMs, input.tombstones, true);
+      await this.q('DELETE FROM uploads WHERE account_id = $1', [accountId], c);
+      await this.q('DELETE FROM security_log WHERE account_id = $1', [accountId], c);
+      await this.q('DELETE FROM email_codes WHERE email_hash = $1', [input.emailHash], c);
+      if (input.rateLimitKeys.length > 0) await this.q('DELETE FROM rate_limits WHERE key = ANY($1::text[])', [input.rateLimitKeys], c);
+      await this.q("UPDATE accounts SET email = $2, password_hash = '' WHERE id = $1", [accountId, input.erasedEmail], c);
+    });
+  }
+
+  async deleteCancelledClipRows(accountId: string, limit: number): Promise<number> {
+    const r = await this.q(
+      `DELETE FROM clips WHERE id IN (SELECT id FROM clips WHERE account_id = $1 LIMIT $2)
+         AND EXISTS (SELECT 1 FROM accounts WHERE id = $1 AND cancelled_at IS NOT NULL)`,
+      [accountId, limit],
+    );
+    return r.rowCount ?? 0;
+  }
+
+  /** the account row locked FOR UPDATE: a clip insert (its foreign-key check) waits, then fails on the gone row */
+  async finishCancellation(accountId: string): Promise<boolean> {
+    return this.tx(async (c) => {
+      const { rows } = await this.q<{ cancelled_at: number | null }>('SELECT cancelled_at FROM accounts WHERE id = $1 FOR UPDATE', [accountId], c);
+      const r = rows[0];
+      if (!r) return true;
+      if (r.cancelled_at === null) throw new Error('finishCancellation: the account is not being cancelled');
+      const left = await this.q('SELECT 1 FROM clips WHERE account_id = $1 LIMIT 1', [accountId], c);
+      if (left.rowCount !== 0) return false;
+      // whatever still names it goes with it (ON DELETE CASCADE)
+      await this.q('DELETE FROM accounts WHERE id = $1', [accountId], c);
+      return true;
+    });
+  }
+
+  async isCredentialCancelled(digest: string, nowMs: number): Promise<boolean> {
+    const r = await this.q('SELECT 1 FROM cancelled_credentials WHERE digest = $1 AND expires_at > $2', [digest, nowMs]);
+    return r.rowCount === 1;
+  }
+
+  async pruneCancelledCredentials(nowMs: number, limit: number): Promise<number> {
+    const r = await this.q(
+      `DELETE FROM cancelled_credentials WHERE digest IN
+         (SELECT digest FROM cancelled_credentials WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+      [nowMs, limit],
+    );
+    return r.rowCount ?? 0;
   }
 
   async close(): Promise<void> {

@@ -151,4 +151,98 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX rate_limits_by_expiry ON rate_limits(expires_at);
   `,
+  // 5: retention and receipts (issue 6). The retention job leases expired
+  // clips (lease_until, lease_owner: several nodes, or a pass killed half
+  // way, never lose or double a clip; cloud/jobs/retention.ts); its claims walk
+  // clips_by_expiry. job_runs keeps each job pass's receipt: counts only, no
+  // account, key or address (the counts are a JSON object of integers).
+  `
+  ALTER TABLE clips ADD COLUMN lease_until INTEGER;
+  ALTER TABLE clips ADD COLUMN lease_owner TEXT;
+
+  CREATE TABLE job_runs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    job         TEXT NOT NULL,
+    started_at  INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    ok          INTEGER NOT NULL CHECK (ok IN (0, 1)),
+    counts      TEXT NOT NULL
+  );
+  CREATE INDEX job_runs_by_job ON job_runs(job, started_at);
+  CREATE INDEX job_runs_by_started ON job_runs(started_at);
+  `,
+  // 6: notifications and webhooks (issue 7). A notification row is one
+  // account's copy of a device alert, keyed by (account, id) with an id
+  // derived from the alert, so cloud nodes that all receive the alert insert
+  // it once; the node whose insert lands sends the webhook. Rows are erased
+  // after a few days (SSE resume only needs a short history) and go with the
+  // account. A webhook's secret is kept as given: HMAC signing needs it.
+  `
+  CREATE TABLE notifications (
+    account_id  TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    id          TEXT NOT NULL,
+    serial      TEXT NOT NULL,
+    type        TEXT NOT NULL,
+    at_ms       INTEGER NOT NULL,
+    clip_id     TEXT,
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (account_id, id)
+  );
+  CREATE INDEX notifications_by_account_received ON notifications(account_id, received_at, id);
+  CREATE INDEX notifications_by_received ON notifications(received_at);
+
+  CREATE TABLE webhooks (
+    account_id TEXT PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    url        TEXT NOT NULL,
+    secret     TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  `,
+  // 7: account rights (issue 6): cancellation, consents, the experience
+  // program and the security log. accounts.cancelled_at marks a cancellation
+  // in progress (its lease: one node works on it at a time); the account row
+  // goes last. consents: one row per account and purpose once set (no row:
+  // off). experience_events: collected only while that consent is on; no IP,
+  // no email. security_log: the IP is AES-256-GCM ciphertext (cloud/ip-crypto.ts),
+  // account_id NULL for a failed sign-in of an unknown address. cancelled_credentials:
+  // a digest of each revoked session and device token (never the token hash,
+  // never the account), so an old credential is answered 410 after the rows are gone.
+  `
+  ALTER TABLE accounts ADD COLUMN cancelled_at INTEGER;
+  ALTER TABLE accounts ADD COLUMN cancel_lease_owner TEXT;
+  ALTER TABLE accounts ADD COLUMN cancel_lease_until INTEGER;
+  CREATE INDEX accounts_cancelling ON accounts(cancelled_at) WHERE cancelled_at IS NOT NULL;
+
+  CREATE TABLE consents (
+    account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    purpose    TEXT NOT NULL CHECK (purpose IN ('experience', 'marketing')),
+    granted    INTEGER NOT NULL CHECK (granted IN (0, 1)),
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (account_id, purpose)
+  );
+
+  CREATE TABLE experience_events (
+    id         INTEGER PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    event      TEXT NOT NULL,
+    at         INTEGER NOT NULL
+  );
+  CREATE INDEX experience_events_by_account ON experience_events(account_id, at);
+
+  CREATE TABLE security_log (
+    id         INTEGER PRIMARY KEY,
+    account_id TEXT REFERENCES accounts(id) ON DELETE CASCADE,
+    event      TEXT NOT NULL,
+    at         INTEGER NOT NULL,
+    ip         TEXT NOT NULL
+  );
+  CREATE INDEX security_log_by_account ON security_log(account_id, at);
+  CREATE INDEX security_log_by_at ON security_log(at);
+
+  CREATE TABLE cancelled_credentials (
+    digest     TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+  );
+  CREATE INDEX cancelled_credentials_by_expiry ON cancelled_credentials(expires_at);
+  `,
 ];

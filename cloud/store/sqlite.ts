@@ -9,6 +9,8 @@ import type {
   ClipFilter,
   ClipRow,
   DeviceRow,
+  NotificationRow,
+  WebhookRow,
   EmailCodePurpose,
   EmailCodeRow,
   RegisterAccountOutcome,
@@ -20,6 +22,16 @@ import type {
   Store,
   UploadRow,
 } from './types.js';
+import { checkJobRun, type ClipSummary, type ExpiredClip, type JobRunRow } from './types.js';
+import type {
+  BeginCancellationOutcome,
+  ConsentPurpose,
+  ConsentRow,
+  CredentialTombstones,
+  ExperienceEventRow,
+  PurgeAccountInput,
+  SecurityLogRow,
+} from './types.js';
 
 interface AccountRecord {
   id: string;
@@ -29,6 +41,7 @@ interface AccountRecord {
   created_at: number;
   email_verified_at: number | null;
   plan_lapsed_at: number | null;
+  cancelled_at: number | null;
 }
 interface SessionRecord {
   token_hash: string;
@@ -90,6 +103,7 @@ const toAccount = (r: AccountRecord): AccountRow => ({
   createdAt: r.created_at,
   emailVerifiedAt: r.email_verified_at,
   planLapsedAt: r.plan_lapsed_at,
+  cancelledAt: r.cancelled_at,
 });
 const toSession = (r: SessionRecord): SessionRow => ({
   tokenHash: r.token_hash,
@@ -144,6 +158,26 @@ const toClip = (r: ClipRecord): ClipRow => ({
   sha256: r.sha256,
   uploadedAt: r.uploaded_at,
   expiresAt: r.expires_at,
+});
+
+interface NotificationRecord {
+  account_id: string;
+  id: string;
+  serial: string;
+  type: string;
+  at_ms: number;
+  clip_id: string | null;
+  received_at: number;
+}
+const NOTIFICATION_COLS = 'account_id, id, serial, type, at_ms, clip_id, received_at';
+const toNotification = (r: NotificationRecord): NotificationRow => ({
+  id: r.id,
+  accountId: r.account_id,
+  serial: r.serial,
+  type: r.type,
+  atMs: r.at_ms,
+  clipId: r.clip_id,
+  receivedAt: r.received_at,
 });
 
 /** A refusal throws out of the claim transaction, so the bind code is not spent. */
@@ -377,9 +411,12 @@ export class SqliteStore implements Store {
   }
 
   async getSession(tokenHash: string, nowMs: number): Promise<SessionRow | null> {
-    const r = this.stmt('SELECT * FROM sessions WHERE token_hash = ? AND expires_at > ?')
-      .get(tokenHash, nowMs) as SessionRecord | undefined;
-    return r ? toSession(r) : null;
+    // with the account's cancellation: a session that slipped in while it began is refused all the same
+    const r = this.stmt(
+      `SELECT s.*, a.cancelled_at AS account_cancelled_at FROM sessions s JOIN accounts a ON a.id = s.account_id
+       WHERE s.token_hash = ? AND s.expires_at > ?`,
+    ).get(tokenHash, nowMs) as (SessionRecord & { account_cancelled_at: number | null }) | undefined;
+    return r ? { ...toSession(r), accountCancelledAt: r.account_cancelled_at } : null;
   }
 
   async deleteSession(tokenHash: string): Promise<void> {
@@ -463,7 +500,10 @@ export class SqliteStore implements Store {
       .transaction((): PutShareOutcome => {
         const device = this.stmt('SELECT 1 FROM devices WHERE serial = ? AND account_id = ?').get(row.serial, row.grantedBy);
         if (!device) return { status: 'device-not-found' };
-        if (!this.stmt('SELECT 1 FROM accounts WHERE id = ?').get(row.granteeAccountId)) return { status: 'grantee-not-found' };
+        // an account being cancelled takes no new shares
+        if (!this.stmt('SELECT 1 FROM accounts WHERE id = ? AND cancelled_at IS NULL').get(row.granteeAccountId)) {
+          return { status: 'grantee-not-found' };
+        }
         const existing = this.stmt('SELECT 1 FROM shares WHERE serial = ? AND grantee_account_id = ?').get(
           row.serial,
           row.granteeAccountId,
@@ -644,6 +684,367 @@ export class SqliteStore implements Store {
     const r = this.stmt('SELECT COALESCE(SUM(size), 0) AS n FROM clips WHERE account_id = ? AND expires_at > ?')
       .get(accountId, visibleAt) as { n: number };
     return r.n;
+  }
+
+  /**
+   * One statement, so one write under SQLite's single writer: two callers
+   * (two processes on one file) cannot lease the same clip. The subquery
+   * walks clips_by_expiry from the oldest expiry.
+   */
+  async claimExpiredClips(owner: string, nowMs: number, leaseUntilMs: number, limit: number): Promise<ExpiredClip[]> {
+    const rows = this.stmt(
+      `UPDATE clips SET lease_until = ?, lease_owner = ?
+       WHERE id IN (SELECT id FROM clips WHERE expires_at <= ? AND (lease_until IS NULL OR lease_until <= ?)
+                    ORDER BY expires_at LIMIT ?)
+       RETURNING id, object_key, expires_at`,
+    ).all(leaseUntilMs, owner, nowMs, nowMs, limit) as { id: string; object_key: string; expires_at: number }[];
+    return rows
+      .map((r) => ({ id: r.id, key: r.object_key, expiresAt: r.expires_at }))
+      .sort((a, b) => a.expiresAt - b.expiresAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  async releaseClipLeases(owner: string, ids: string[], retryAtMs: number): Promise<void> {
+    if (ids.length === 0) return;
+    const release = this.stmt('UPDATE clips SET lease_until = ?, lease_owner = NULL WHERE id = ? AND lease_owner = ?');
+    this.live.transaction(() => {
+      for (const id of ids) release.run(retryAtMs, id, owner);
+    })();
+  }
+
+  async deleteStaleUploads(createdBeforeMs: number, limit: number): Promise<number> {
+    // no index on created_at (every index is one more page per presign): the
+    // hourly sweep scans the pending uploads, which are few
+    return this.stmt('DELETE FROM uploads WHERE clip_id IN (SELECT clip_id FROM uploads WHERE created_at < ? LIMIT ?)').run(
+      createdBeforeMs,
+      limit,
+    ).changes;
+  }
+
+  async objectKeysInUse(clipIds: string[]): Promise<string[]> {
+    const keys = new Set<string>();
+    const clip = this.stmt('SELECT object_key FROM clips WHERE id = ?');
+    const upload = this.stmt('SELECT object_key FROM uploads WHERE clip_id = ?');
+    // one read transaction: both tables as of one moment (a complete inserts
+    // the clip row before it deletes the upload row)
+    this.live.transaction(() => {
+      for (const id of new Set(clipIds)) {
+        for (const s of [clip, upload]) {
+          const r = s.get(id) as { object_key: string } | undefined;
+          if (r) keys.add(r.object_key);
+        }
+      }
+    })();
+    return [...keys];
+  }
+
+  async clipSummary(accountId: string, visibleAt: number): Promise<ClipSummary> {
+    // the oldest visible clip: clips_by_account_start walked from its old end
+    // (unary +: not an index term, as in listClips); the next expiry from
+    // clips_by_account_expiry_size
+    const oldest = this.stmt('SELECT start_ms FROM clips WHERE account_id = ? AND +expires_at > ? ORDER BY start_ms ASC LIMIT 1').get(
+      accountId,
+      visibleAt,
+    ) as { start_ms: number } | undefined;
+    const next = this.stmt('SELECT MIN(expires_at) AS e FROM clips WHERE account_id = ? AND expires_at > ?').get(accountId, visibleAt) as {
+      e: number | null;
+    };
+    return { oldestStartMs: oldest?.start_ms ?? null, nextExpiresAt: next.e };
+  }
+
+  async recordJobRun(row: JobRunRow, pruneBeforeMs: number): Promise<void> {
+    checkJobRun(row);
+    this.live.transaction(() => {
+      this.stmt('DELETE FROM job_runs WHERE started_at < ?').run(pruneBeforeMs);
+      this.stmt('INSERT INTO job_runs (job, started_at, duration_ms, ok, counts) VALUES (?, ?, ?, ?, ?)').run(
+        row.job,
+        row.startedAt,
+        row.durationMs,
+        row.ok ? 1 : 0,
+        JSON.stringify(row.counts),
+      );
+    })();
+  }
+
+  async listJobRuns(job: string, limit: number): Promise<JobRunRow[]> {
+    const rows = this.stmt(
+      'SELECT job, started_at, duration_ms, ok, counts FROM job_runs WHERE job = ? ORDER BY started_at DESC, id DESC LIMIT ?',
+    ).all(job, limit) as { job: string; started_at: number; duration_ms: number; ok: number; counts: string }[];
+    return rows.map((r) => ({
+      job: r.job,
+      startedAt: r.started_at,
+      durationMs: r.duration_ms,
+      ok: r.ok === 1,
+      counts: JSON.parse(r.counts) as Record<string, number>,
+    }));
+  }
+
+  // notifications and webhooks (issue 7)
+
+  async notificationRecipients(serial: string): Promise<string[]> {
+    const owner = this.stmt('SELECT account_id FROM devices WHERE serial = ?').get(serial) as { account_id: string } | undefined;
+    if (!owner) return [];
+    const grantees = this.stmt(
+      `SELECT s.grantee_account_id FROM shares s ${SHARE_IN_FORCE} WHERE s.serial = ? ORDER BY s.created_at, s.grantee_account_id`,
+    ).all(serial) as { grantee_account_id: string }[];
+    return [owner.account_id, ...grantees.map((g) => g.grantee_account_id)];
+  }
+
+  async putNotifications(rows: NotificationRow[]): Promise<boolean[]> {
+    if (rows.length === 0) return [];
+    const insert = this.stmt(
+      `INSERT INTO notifications (account_id, id, serial, type, at_ms, clip_id, received_at)
+       SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM accounts WHERE id = ?)
+       ON CONFLICT (account_id, id) DO NOTHING`,
+    );
+    // A notification is no promise the way a clip is: lost in a power cut, it
+    // is at worst a webhook sent twice. Like the rate-limit counters, no fsync.
+    return this.relaxed(() =>
+      this.live.transaction(() =>
+        rows.map(
+          (r) => insert.run(r.accountId, r.id, r.serial, r.type, r.atMs, r.clipId, r.receivedAt, r.accountId).changes === 1,
+        ),
+      )(),
+    );
+  }
+
+  async getNotification(accountId: string, id: string): Promise<NotificationRow | null> {
+    const r = this.stmt(`SELECT ${NOTIFICATION_COLS} FROM notifications WHERE account_id = ? AND id = ?`).get(accountId, id) as
+      | NotificationRecord
+      | undefined;
+    return r ? toNotification(r) : null;
+  }
+
+  async listNotificationsAfter(accountId: string, after: { receivedAt: number; id: string }, limit: number): Promise<NotificationRow[]> {
+    const rows = this.stmt(
+      `SELECT ${NOTIFICATION_COLS} FROM notifications
+       WHERE account_id = ? AND (received_at > ? OR (received_at = ? AND id > ?))
+       ORDER BY received_at, id LIMIT ?`,
+    ).all(accountId, after.receivedAt, after.receivedAt, after.id, limit) as NotificationRecord[];
+    return rows.map(toNotification);
+  }
+
+  async listRecentNotifications(accountId: string, sinceMs: number, limit: number): Promise<NotificationRow[]> {
+    const rows = this.stmt(
+      `SELECT ${NOTIFICATION_COLS} FROM notifications WHERE account_id = ? AND received_at >= ?
+       ORDER BY received_at DESC, id DESC LIMIT ?`,
+    ).all(accountId, sinceMs, limit) as NotificationRecord[];
+    return rows.map(toNotification);
+  }
+
+  async deleteNotificationsBefore(beforeMs: number, limit: number): Promise<number> {
+    return this.stmt(
+      `DELETE FROM notifications WHERE rowid IN (SELECT rowid FROM notifications WHERE received_at < ? ORDER BY received_at LIMIT ?)`,
+    ).run(beforeMs, limit).changes;
+  }
+
+  async putWebhook(row: WebhookRow): Promise<boolean> {
+    return (
+      this.stmt(
+        `INSERT INTO webhooks (account_id, url, secret, created_at)
+         SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM accounts WHERE id = ?)
+         ON CONFLICT (account_id) DO UPDATE SET url = excluded.url, secret = excluded.secret, created_at = excluded.created_at`,
+      ).run(row.accountId, row.url, row.secret, row.createdAt, row.accountId).changes === 1
+    );
+  }
+
+  async getWebhooks(accountIds: string[]): Promise<WebhookRow[]> {
+    if (accountIds.length === 0) return [];
+    const one = this.stmt('SELECT account_id, url, secret, created_at FROM webhooks WHERE account_id = ?');
+    const out: WebhookRow[] = [];
+    for (const id of new Set(accountIds)) {
+      const r = one.get(id) as { account_id: string; url: string; secret: string; created_at: number } | undefined;
+      if (r) out.push({ accountId: r.account_id, url: r.url, secret: r.secret, createdAt: r.created_at });
+    }
+    return out;
+  }
+
+  async deleteWebhook(accountId: string): Promise<boolean> {
+    return this.stmt('DELETE FROM webhooks WHERE account_id = ?').run(accountId).changes === 1;
+  }
+
+  // account rights (issue 6)
+
+  async getConsents(accountId: string): Promise<ConsentRow[]> {
+    const rows = this.stmt('SELECT purpose, granted, updated_at FROM consents WHERE account_id = ? ORDER BY purpose').all(accountId) as {
+      purpose: ConsentPurpose;
+      granted: number;
+      updated_at: number;
+    }[];
+    return rows.map((r) => ({ purpose: r.purpose, granted: r.granted === 1, updatedAt: r.updated_at }));
+  }
+
+  async setConsents(accountId: string, changes: { purpose: ConsentPurpose; granted: boolean }[], nowMs: number): Promise<ConsentRow[]> {
+    const db = this.live;
+    return db
+      .transaction((): ConsentRow[] => {
+        if (!this.stmt('SELECT 1 FROM accounts WHERE id = ?').get(accountId)) return [];
+        const put = this.stmt(
+          `INSERT INTO consents (account_id, purpose, granted, updated_at) VALUES (?, ?, ?, ?)
+           ON CONFLICT (account_id, purpose) DO UPDATE SET granted = excluded.granted, updated_at = excluded.updated_at
+           WHERE consents.granted <> excluded.granted`,
+        );
+        for (const c of changes) {
+          put.run(accountId, c.purpose, c.granted ? 1 : 0, nowMs);
+          // withdrawn: what was collected goes in the same step (P7)
+          if (c.purpose === 'experience' && !c.granted) this.stmt('DELETE FROM experience_events WHERE account_id = ?').run(accountId);
+        }
+        const rows = this.stmt('SELECT purpose, granted, updated_at FROM consents WHERE account_id = ? ORDER BY purpose').all(accountId) as {
+          purpose: ConsentPurpose;
+          granted: number;
+          updated_at: number;
+        }[];
+        return rows.map((r) => ({ purpose: r.purpose, granted: r.granted === 1, updatedAt: r.updated_at }));
+      })
+      .immediate();
+  }
+
+  async recordExperienceEvent(accountId: string, event: string, nowMs: number): Promise<boolean> {
+    // one statement under SQLite's one writer: a withdrawal is either before it (nothing inserted) or after it (deleted)
+    return (
+      this.stmt(
+        `INSERT INTO experience_events (account_id, event, at)
+         SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM consents WHERE account_id = ? AND purpose = 'experience' AND granted = 1)`,
+      ).run(accountId, event, nowMs, accountId).changes === 1
+    );
+  }
+
+  async listExperienceEvents(accountId: string): Promise<ExperienceEventRow[]> {
+    const rows = this.stmt('SELECT account_id, event, at FROM experience_events WHERE account_id = ? ORDER BY at, id').all(accountId) as {
+      account_id: string;
+      event: string;
+      at: number;
+    }[];
+    return rows.map((r) => ({ accountId: r.account_id, event: r.event, at: r.at }));
+  }
+
+  async appendSecurityLog(row: SecurityLogRow): Promise<void> {
+    this.stmt('INSERT INTO security_log (account_id, event, at, ip) VALUES (?, ?, ?, ?)').run(row.accountId, row.event, row.at, row.ip);
+  }
+
+  async listSecurityLog(accountId: string): Promise<SecurityLogRow[]> {
+    const rows = this.stmt('SELECT account_id, event, at, ip FROM security_log WHERE account_id = ? ORDER BY at, id').all(accountId) as {
+      account_id: string;
+      event: string;
+      at: number;
+      ip: string;
+    }[];
+    return rows.map((r) => ({ accountId: r.account_id, event: r.event, at: r.at, ip: r.ip }));
+  }
+
+  async eraseSecurityLogBefore(beforeMs: number, limit: number): Promise<number> {
+    return this.stmt('DELETE FROM security_log WHERE id IN (SELECT id FROM security_log WHERE at < ? ORDER BY at LIMIT ?)').run(beforeMs, limit)
+      .changes;
+  }
+
+  /** tombstones for the account's sessions and device tokens; sessions deleted, device credentials blanked */
+  private revokeCredentialsSync(accountId: string, nowMs: number, tombstones: CredentialTombstones, deleteDevices: boolean): void {
+    const tomb = this.stmt('INSERT INTO cancelled_credentials (digest, expires_at) VALUES (?, ?) ON CONFLICT (digest) DO NOTHING');
+    const sessions = this.stmt('SELECT token_hash, expires_at FROM sessions WHERE account_id = ?').all(accountId) as {
+      token_hash: string;
+      expires_at: number;
+    }[];
+    for (const r of sessions) if (r.expires_at > nowMs) tomb.run(tombstones.digest(r.token_hash), r.expires_at);
+    this.stmt('DELETE FROM sessions WHERE account_id = ?').run(accountId);
+    const devices = this.stmt("SELECT token_hash FROM devices WHERE account_id = ? AND token_hash <> ''").all(accountId) as {
+      token_hash: string;
+    }[];
+    for (const r of devices) tomb.run(tombstones.digest(r.token_hash), tombstones.deviceUntil);
+    // devices stay (the unbind commands need them) with credentials nobody can present
+    if (deleteDevices) this.stmt('DELETE FROM devices WHERE account_id = ?').run(accountId);
+    else this.stmt("UPDATE devices SET token_hash = '', mqtt_password_hash = '' WHERE account_id = ?").run(accountId);
+  }
+
+  /** rows that end with a cancellation's first step and again with its purge */
+  private dropAccessSync(accountId: string): void {
+    this.stmt('DELETE FROM bind_codes WHERE account_id = ?').run(accountId);
+    this.stmt('DELETE FROM shares WHERE granted_by = ? OR grantee_account_id = ?').run(accountId, accountId);
+    this.stmt('DELETE FROM webhooks WHERE account_id = ?').run(accountId);
+    // its own notifications, and its devices' alerts in every other account's
+    this.stmt('DELETE FROM notifications WHERE account_id = ?').run(accountId);
+    this.stmt('DELETE FROM notifications WHERE serial IN (SELECT serial FROM devices WHERE account_id = ?)').run(accountId);
+    this.stmt('DELETE FROM consents WHERE account_id = ?').run(accountId);
+    this.stmt('DELETE FROM experience_events WHERE account_id = ?').run(accountId);
+  }
+
+  async beginCancellation(accountId: string, nowMs: number, tombstones: CredentialTombstones): Promise<BeginCancellationOutcome> {
+    const db = this.live;
+    return db
+      .transaction((): BeginCancellationOutcome => {
+        const r = this.stmt('SELECT cancelled_at FROM accounts WHERE id = ?').get(accountId) as { cancelled_at: number | null } | undefined;
+        if (!r) return 'not-found';
+        if (r.cancelled_at !== null) return 'already-cancelled';
+        this.stmt('UPDATE accounts SET cancelled_at = ? WHERE id = ?').run(nowMs, accountId);
+        this.dropAccessSync(accountId);
+        this.revokeCredentialsSync(accountId, nowMs, tombstones, false);
+        return 'started';
+      })
+      .immediate();
+  }
+
+  async listCancellations(nowMs: number, limit: number): Promise<string[]> {
+    const rows = this.stmt(
+      `SELECT id FROM accounts WHERE cancelled_at IS NOT NULL AND (cancel_lease_until IS NULL OR cancel_lease_until <= ?)
+       ORDER BY cancelled_at, id LIMIT ?`,
+    ).all(nowMs, limit) as { id: string }[];
+    return rows.map((r) => r.id);
+  }
+
+  async leaseCancellation(accountId: string, owner: string, nowMs: number, untilMs: number): Promise<boolean> {
+    return (
+      this.stmt(
+        `UPDATE accounts SET cancel_lease_owner = ?, cancel_lease_until = ?
+         WHERE id = ? AND cancelled_at IS NOT NULL
+           AND (cancel_lease_until IS NULL OR cancel_lease_until <= ? OR cancel_lease_owner = ?)`,
+      ).run(owner, untilMs, accountId, nowMs, owner).changes === 1
+    );
+  }
+
+  async purgeAccountRows(accountId: string, input: PurgeAccountInput): Promise<void> {
+    const db = this.live;
+    db.transaction(() => {
+      if (!this.stmt('SELECT 1 FROM accounts WHERE id = ? AND cancelled_at IS NOT NULL').get(accountId)) return;
+      this.dropAccessSync(accountId);
+      // devices last among the access rows: the notifications above go by their serials
+      this.revokeCredentialsSync(accountId, input.nowMs, input.tombstones, true);
+      this.stmt('DELETE FROM uploads WHERE account_id = ?').run(accountId);
+      this.stmt('DELETE FROM security_log WHERE account_id = ?').run(accountId);
+      this.stmt('DELETE FROM email_codes WHERE email_hash = ?').run(input.emailHash);
+      const limit = this.stmt('DELETE FROM rate_limits WHERE key = ?');
+      for (const key of input.rateLimitKeys) limit.run(key);
+      this.stmt("UPDATE accounts SET email = ?, password_hash = '' WHERE id = ?").run(input.erasedEmail, accountId);
+    }).immediate();
+  }
+
+  async deleteCancelledClipRows(accountId: string, limit: number): Promise<number> {
+    return this.stmt(
+      `DELETE FROM clips WHERE id IN (SELECT id FROM clips WHERE account_id = ? LIMIT ?)
+         AND EXISTS (SELECT 1 FROM accounts WHERE id = ? AND cancelled_at IS NOT NULL)`,
+    ).run(accountId, limit, accountId).changes;
+  }
+
+  async finishCancellation(accountId: string): Promise<boolean> {
+    const db = this.live;
+    return db
+      .transaction((): boolean => {
+        const r = this.stmt('SELECT cancelled_at FROM accounts WHERE id = ?').get(accountId) as { cancelled_at: number | null } | undefined;
+        if (!r) return true;
+        if (r.cancelled_at === null) throw new Error('finishCancellation: the account is not being cancelled');
+        if (this.stmt('SELECT 1 FROM clips WHERE account_id = ? LIMIT 1').get(accountId)) return false;
+        // whatever still names it goes with it (ON DELETE CASCADE)
+        this.stmt('DELETE FROM accounts WHERE id = ?').run(accountId);
+        return true;
+      })
+      .immediate();
+  }
+
+  async isCredentialCancelled(digest: string, nowMs: number): Promise<boolean> {
+    return this.stmt('SELECT 1 FROM cancelled_credentials WHERE digest = ? AND expires_at > ?').get(digest, nowMs) !== undefined;
+  }
+
+  async pruneCancelledCredentials(nowMs: number, limit: number): Promise<number> {
+    return this.stmt(
+      'DELETE FROM cancelled_credentials WHERE digest IN (SELECT digest FROM cancelled_credentials WHERE expires_at <= ? LIMIT ?)',
+    ).run(nowMs, limit).changes;
   }
 
   async close(): Promise<void> {

@@ -26,6 +26,12 @@ export interface AccountRow {
    * none was ever chosen. Optional on input like emailVerifiedAt.
    */
   planLapsedAt?: number | null;
+  /**
+   * When the owner cancelled the account (beginCancellation); null while it
+   * is live. The row stays, email and password hash erased, until the
+   * cancellation finishes. Optional on input like emailVerifiedAt.
+   */
+  cancelledAt?: number | null;
 }
 
 /** What a mailed code is for. */
@@ -63,6 +69,12 @@ export interface SessionRow {
   accountId: string;
   createdAt: number;
   expiresAt: number;
+  /**
+   * Set by getSession: when the session's account was cancelled (null while
+   * it is live), so a session that slipped in during a cancellation is
+   * answered 410 all the same. Ignored by createSession.
+   */
+  accountCancelledAt?: number | null;
 }
 
 export interface BindCodeRow {
@@ -169,6 +181,35 @@ export interface SharedDeviceRow {
   share: ShareRow;
 }
 
+/**
+ * One account's copy of a device alert (issue 7). `id` is derived from the
+ * alert itself (cloud/notifications/notification-id.ts), so every cloud node
+ * that receives the same alert makes the same rows: (accountId, id) is the
+ * key, and the node whose insert lands first is the one that sends the
+ * account's webhook.
+ */
+export interface NotificationRow {
+  id: string;
+  accountId: string;
+  serial: string;
+  /** the alert type (shared/contracts/alerts.ts AlertType) */
+  type: string;
+  /** the event time the device reported */
+  atMs: number;
+  clipId: string | null;
+  /** when the cloud received the alert; SSE replay (Last-Event-ID) and the erase job go by it */
+  receivedAt: number;
+}
+
+/** An account's webhook: notifications are POSTed to url, signed with HMAC-SHA256 under secret. */
+export interface WebhookRow {
+  accountId: string;
+  url: string;
+  /** kept as given: signing needs it (it is never sent back, never logged) */
+  secret: string;
+  createdAt: number;
+}
+
 export interface ClaimDeviceInput {
   codeHash: string;
   serial: string;
@@ -185,6 +226,105 @@ export type ClaimDeviceOutcome =
   | { status: 'code-invalid' }
   | { status: 'bound-elsewhere' }
   | { status: 'camera-limit' };
+
+/** A clip the retention job leased: its object goes first, then its row. */
+export interface ExpiredClip {
+  id: string;
+  key: string;
+  expiresAt: number;
+}
+
+/** GET /v1/account's view of an account's visible clips; null when it has none. */
+export interface ClipSummary {
+  oldestStartMs: number | null;
+  nextExpiresAt: number | null;
+}
+
+/**
+ * The receipt of one pass of a background job: what it did, never whose.
+ * `job` is a name (^[a-z][a-z0-9-]{0,39}$), and `counts` maps camelCase names
+ * to non-negative integers; nothing else fits in it, so no account id, key or
+ * address can end up there.
+ */
+export interface JobRunRow {
+  job: string;
+  startedAt: number;
+  durationMs: number;
+  /** false when the pass ended in an error (its counts are what it did before) */
+  ok: boolean;
+  counts: Record<string, number>;
+}
+
+/** recordJobRun's rules for a receipt, shared by both stores */
+export const JOB_NAME_RE = /^[a-z][a-z0-9-]{0,39}$/;
+const COUNT_NAME_RE = /^[a-z][A-Za-z0-9]{0,39}$/;
+
+/** Throws unless the receipt has the shape JobRunRow describes (checked before it is stored). */
+export function checkJobRun(row: JobRunRow): void {
+  if (!JOB_NAME_RE.test(row.job)) throw new Error('a job run needs a job name of lower-case letters, digits and dashes');
+  if (!Number.isSafeInteger(row.startedAt) || !Number.isSafeInteger(row.durationMs) || row.durationMs < 0) {
+    throw new Error('a job run needs integer startedAt and durationMs');
+  }
+  for (const [name, n] of Object.entries(row.counts)) {
+    if (!COUNT_NAME_RE.test(name) || !Number.isSafeInteger(n) || n < 0) {
+      throw new Error('a job run count is a camelCase name and a non-negative integer');
+    }
+  }
+}
+
+/** What a consent is for (PUT /v1/account/consents). No row of a purpose: never given, off. */
+export type ConsentPurpose = 'experience' | 'marketing';
+
+export interface ConsentRow {
+  purpose: ConsentPurpose;
+  granted: boolean;
+  /** when it was last changed (given or withdrawn) */
+  updatedAt: number;
+}
+
+/** A product event of the experience program: the account, what happened, when. No IP, no email. */
+export interface ExperienceEventRow {
+  accountId: string;
+  event: string;
+  at: number;
+}
+
+/**
+ * One entry of the security log. `ip` is ciphertext (cloud/ip-crypto.ts): the
+ * store never sees an address in clear. accountId is null for a failed
+ * sign-in of an address that has no account (no email, no hash of it: the
+ * entry is kept only for its address, and only 30 days).
+ */
+export interface SecurityLogRow {
+  accountId: string | null;
+  event: string;
+  at: number;
+  ip: string;
+}
+
+/**
+ * How a cancellation revokes credentials: each session and device token hash
+ * is replaced by a tombstone, digest(tokenHash), that names neither the token
+ * hash nor the account; a session's lives until the session would have
+ * expired, a device's until deviceUntil.
+ */
+export interface CredentialTombstones {
+  digest(tokenHash: string): string;
+  deviceUntil: number;
+}
+
+export interface PurgeAccountInput {
+  nowMs: number;
+  tombstones: CredentialTombstones;
+  /** the email_codes rows of the account's address (sha256 of it, cloud/auth/email-codes.ts) */
+  emailHash: string;
+  /** rate-limit rows keyed by the account's address or its serials (cloud/http/rate-limit.ts rateKey) */
+  rateLimitKeys: string[];
+  /** what replaces the email (unique, not an address, naming nothing) */
+  erasedEmail: string;
+}
+
+export type BeginCancellationOutcome = 'started' | 'already-cancelled' | 'not-found';
 
 export interface Store {
   // accounts
@@ -344,6 +484,147 @@ export interface Store {
   deleteClips(ids: string[]): Promise<number>;
   /** bytes of the account's clips with expiresAt > visibleAt */
   sumClipBytes(accountId: string, visibleAt: number): Promise<number>;
+
+  // retention and the orphan sweep (cloud/jobs/)
+  /**
+   * One atomic step, safe against concurrent callers on other nodes: leases up
+   * to `limit` clips with expiresAt <= nowMs whose lease is free (never taken,
+   * or leaseUntil <= nowMs), oldest expiry first, to `owner` until
+   * leaseUntilMs, and returns them. Two callers never get the same clip while
+   * its lease holds (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: one writer).
+   * A lease is only a claim: the row goes with deleteClips once its object is
+   * gone, and a holder that dies leaves a lease that lapses.
+   */
+  claimExpiredClips(owner: string, nowMs: number, leaseUntilMs: number, limit: number): Promise<ExpiredClip[]>;
+  /**
+   * Ends `owner`'s lease of these clips (others' leases are left alone); no
+   * caller may claim them before retryAtMs (the next pass, not this one).
+   */
+  releaseClipLeases(owner: string, ids: string[], retryAtMs: number): Promise<void>;
+  /**
+   * Deletes up to `limit` pending uploads created before createdBeforeMs
+   * (presigned, never completed); returns how many went. Their objects, if
+   * any were PUT, are orphans for the sweep.
+   */
+  deleteStaleUploads(createdBeforeMs: number, limit: number): Promise<number>;
+  /**
+   * The object keys that clip rows and pending uploads with these ids hold
+   * (any order, a key at most once). A clip's key always ends in
+   * `<clipId>.mp4` (shared/keys.ts), so this is how the sweep asks "is this
+   * object anyone's" through the primary keys.
+   */
+  objectKeysInUse(clipIds: string[]): Promise<string[]>;
+  /** the start of the account's oldest clip with expiresAt > visibleAt, and the earliest such expiresAt */
+  clipSummary(accountId: string, visibleAt: number): Promise<ClipSummary>;
+  /**
+   * Keeps a job run's receipt, and in the same step deletes receipts that
+   * started before pruneBeforeMs. Throws when row.job or a count is not of
+   * the shape JobRunRow describes.
+   */
+  recordJobRun(row: JobRunRow, pruneBeforeMs: number): Promise<void>;
+  /** the latest receipts of a job, newest first */
+  listJobRuns(job: string, limit: number): Promise<JobRunRow[]>;
+
+  // notifications (issue 7)
+  /**
+   * Who is told about an alert of this serial: the account the device is
+   * bound to, then the grantees of its shares in force (listDeviceShares'
+   * order). Empty when the serial is not bound.
+   */
+  notificationRecipients(serial: string): Promise<string[]>;
+  /**
+   * Inserts each row unless a row with its (accountId, id) exists; an
+   * existing row is left as it is. Returns, per row in order, whether this
+   * call inserted it: of concurrent calls with the same row, exactly one gets
+   * true. An account that no longer exists gets no row (false).
+   */
+  putNotifications(rows: NotificationRow[]): Promise<boolean[]>;
+  getNotification(accountId: string, id: string): Promise<NotificationRow | null>;
+  /** the account's rows after `after` in (receivedAt, id) order, ascending, at most `limit` */
+  listNotificationsAfter(accountId: string, after: { receivedAt: number; id: string }, limit: number): Promise<NotificationRow[]>;
+  /** the account's newest rows with receivedAt >= sinceMs, (receivedAt, id) descending, at most `limit` */
+  listRecentNotifications(accountId: string, sinceMs: number, limit: number): Promise<NotificationRow[]>;
+  /** deletes at most `limit` rows (of any account) with receivedAt < beforeMs; the number deleted */
+  deleteNotificationsBefore(beforeMs: number, limit: number): Promise<number>;
+
+  // webhooks (issue 7)
+  /** sets (inserts or replaces) the account's one webhook; false when the account does not exist */
+  putWebhook(row: WebhookRow): Promise<boolean>;
+  /** the webhooks of those of these accounts that have one, in no particular order */
+  getWebhooks(accountIds: string[]): Promise<WebhookRow[]>;
+  /** false when the account had none */
+  deleteWebhook(accountId: string): Promise<boolean>;
+
+  // account rights (issue 6): consents, the experience program, the security
+  // log, cancellation (cloud/account-cancel.ts runs the steps)
+  /** the account's consents that were ever set, in purpose order; a purpose without a row is off */
+  getConsents(accountId: string): Promise<ConsentRow[]>;
+  /**
+   * One atomic step: sets each listed purpose to granted; a purpose whose
+   * value does not change keeps its updatedAt, one that changes gets nowMs.
+   * Withdrawing 'experience' deletes every experience event of the account in
+   * the same step, and no recordExperienceEvent that returns after this one
+   * inserts anything. Returns the consents as getConsents; [] and no change
+   * when the account does not exist.
+   */
+  setConsents(accountId: string, changes: { purpose: ConsentPurpose; granted: boolean }[], nowMs: number): Promise<ConsentRow[]>;
+  /**
+   * Inserts the event only while the account's 'experience' consent is
+   * granted (checked in the same statement, holding the consent row against a
+   * concurrent withdrawal); true when it was inserted.
+   */
+  recordExperienceEvent(accountId: string, event: string, nowMs: number): Promise<boolean>;
+  /** the account's experience events, oldest first */
+  listExperienceEvents(accountId: string): Promise<ExperienceEventRow[]>;
+  appendSecurityLog(row: SecurityLogRow): Promise<void>;
+  /** the account's security-log entries, oldest first (at, then insertion order) */
+  listSecurityLog(accountId: string): Promise<SecurityLogRow[]>;
+  /** deletes at most `limit` entries (of any account, or none) with at < beforeMs; the number deleted */
+  eraseSecurityLogBefore(beforeMs: number, limit: number): Promise<number>;
+
+  /**
+   * The first step of a cancellation, one atomic step: sets cancelledAt =
+   * nowMs; deletes the account's bind codes, sessions (each leaving a
+   * tombstone) and shares in both directions (those it granted and those
+   * granted to it), its webhook, its notifications and every account's
+   * notifications about its devices; revokes its devices' token and MQTT
+   * password (each token leaving a tombstone; the rows stay, for the unbind
+   * commands); withdraws its consents and deletes its experience events.
+   * 'already-cancelled' (nothing changes) or 'not-found' otherwise.
+   */
+  beginCancellation(accountId: string, nowMs: number, tombstones: CredentialTombstones): Promise<BeginCancellationOutcome>;
+  /** ids of accounts whose cancellation is unfinished and not leased (or the lease lapsed at nowMs), oldest first */
+  listCancellations(nowMs: number, limit: number): Promise<string[]>;
+  /**
+   * Takes or renews the lease on a cancellation: true when the account is
+   * being cancelled and its lease is free, lapsed (<= nowMs) or already
+   * `owner`'s; it is then owner's until untilMs. untilMs = nowMs releases it.
+   */
+  leaseCancellation(accountId: string, owner: string, nowMs: number, untilMs: number): Promise<boolean>;
+  /**
+   * One atomic step, for a cancelled account only (no-op otherwise): deletes
+   * every row that mentions the account except its clip rows and its account
+   * row: sessions and devices (tombstones for their tokens; a device's pending
+   * uploads and shares go with it), shares in both directions, pending
+   * uploads, bind codes, consents, experience events, security-log entries,
+   * notifications (its own and every account's about its devices), its
+   * webhook, the mailed codes of input.emailHash and the rate-limit rows of
+   * input.rateLimitKeys; then erases the personal data of the account row
+   * (email = input.erasedEmail, password hash emptied).
+   */
+  purgeAccountRows(accountId: string, input: PurgeAccountInput): Promise<void>;
+  /** deletes up to `limit` clip rows of a cancelled account (their objects are gone first); the number deleted */
+  deleteCancelledClipRows(accountId: string, limit: number): Promise<number>;
+  /**
+   * The last step, atomic: when the cancelled account has no clip row left,
+   * deletes its row (and with it anything still referencing it) and returns
+   * true; false while clip rows remain. True when there is no such account.
+   */
+  finishCancellation(accountId: string): Promise<boolean>;
+  /** whether `digest` is the tombstone of a revoked credential that has not expired */
+  isCredentialCancelled(digest: string, nowMs: number): Promise<boolean>;
+  /** deletes up to `limit` tombstones that expired at or before nowMs; the number deleted */
+  pruneCancelledCredentials(nowMs: number, limit: number): Promise<number>;
 
   /** idempotent */
   close(): Promise<void>;

@@ -73,3 +73,16 @@ export const AccountResponse = z.object({
   createdAt: Timestamp,
 });
 export type AccountResponse = z.infer<typeof AccountResponse>;
+
+/**
+ * GET /v1/account: the account, and where its footage stands against retention
+ * (P3). Only clips still visible count: an expired clip is gone for the API at
+ * once, whether or not the retention job has deleted it yet.
+ */
+export const AccountDetailsResponse = AccountResponse.extend({
+  /** the start of the oldest clip kept; null when there is none */
+  oldestClipAt: Timestamp.nullable(),
+  /** when the next clip expires and is deleted; null when there is none */
+  nextExpiryAt: Timestamp.nullable(),
+});
+export type AccountDetailsResponse = z.infer<typeof AccountDetailsResponse>;

@@ -55,3 +55,28 @@ export const Notification = z
   })
   .strict();
 export type Notification = z.infer<typeof Notification>;
+
+/**
+ * GET /v1/notifications asked for JSON (no `Accept: text/event-stream`): the
+ * account's newest notifications, newest first, from the days the cloud keeps.
+ */
+export const NotificationsResponse = z.object({ notifications: z.array(Notification) });
+export type NotificationsResponse = z.infer<typeof NotificationsResponse>;
+
+/**
+ * PUT /v1/account/webhook: every notification for the account is also POSTed
+ * to `url`, signed with HMAC-SHA256 under `secret` (X-Camvault-Signature). The
+ * cloud checks the URL further (https://, a public host) and answers
+ * WEBHOOK_URL_INVALID.
+ */
+export const WebhookRequest = z
+  .object({
+    url: z.string().url().max(2048),
+    secret: z.string().regex(/^[\x21-\x7e]{16,256}$/, 'secret must be 16-256 printable ASCII characters without spaces'),
+  })
+  .strict();
+export type WebhookRequest = z.infer<typeof WebhookRequest>;
+
+/** the webhook as the cloud keeps it; the secret is never sent back */
+export const WebhookResponse = z.object({ webhook: z.object({ url: z.string(), createdAt: Timestamp }) });
+export type WebhookResponse = z.infer<typeof WebhookResponse>;

@@ -14,9 +14,25 @@ export type ClaimRequest = z.infer<typeof ClaimRequest>;
 export const ClaimResponse = z.object({
   serial: Serial,
   deviceToken: z.string(),
-  mqtt: z.object({ username: Serial, password: z.string() }),
+  mqtt: z.object({
+    username: Serial,
+    password: z.string(),
+    /** where the device connects (mqtt:// or mqtts://); this cloud always sends it, older ones did not */
+    url: z.string().optional(),
+  }),
 });
 export type ClaimResponse = z.infer<typeof ClaimResponse>;
+
+/**
+ * GET /v1/device/config: what a bound device needs to know besides its
+ * credentials. The MQTT URL can change (a move to an external broker), so
+ * the device asks again when it cannot connect.
+ */
+export const DeviceConfigResponse = z.object({
+  serial: Serial,
+  mqtt: z.object({ url: z.string(), username: Serial }),
+});
+export type DeviceConfigResponse = z.infer<typeof DeviceConfigResponse>;
 
 /** What a share lets its grantee do: a viewer lists, views and downloads the clips; a manager also deletes them. */
 export const ShareRole = z.enum(['viewer', 'manager']);

@@ -475,5 +475,22 @@ export function objectStoreContract(name: string, factory: ContractFactory): voi
       await store.abortMultipartUpload(outside, idOutside);
       expect(await store.listMultipartUploads(prefix)).toEqual([]);
     });
+
+    it('list stamps each object with when it was written, and a rewrite moves the stamp (the orphan sweep ages objects by it)', async () => {
+      const key = newKey('aged');
+      const before = Date.now();
+      const body = randomBytes(20);
+      const p = await presignPut(key, body);
+      expect((await put(p.url, p.headers, body)).status).toBe(200);
+      const [first] = (await store.list(key)).objects;
+      expect(first?.key).toBe(key);
+      // the store's own clock: S3 counts whole seconds, a server may drift a little
+      expect(Math.abs(first!.lastModified - before)).toBeLessThan(10 * 60_000);
+      await new Promise((r) => setTimeout(r, 1100));
+      const again = await presignPut(key, body);
+      expect((await put(again.url, again.headers, body)).status).toBe(200);
+      const [second] = (await store.list(key)).objects;
+      expect(second!.lastModified).toBeGreaterThan(first!.lastModified);
+    });
   });
 }

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { ulid } from 'ulid';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ClipRow, Store } from '../../cloud/store/types.js';
+import type { ClipRow, NotificationRow, Store } from '../../cloud/store/types.js';
 import { newClipId } from '../../shared/ids.js';
 
 export type StoreFactory = () => Promise<{ store: Store; close(): Promise<void> }>;
@@ -82,7 +82,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
       const accountId = await account();
       const tokenHash = hash();
       await store.createSession({ tokenHash, accountId, createdAt: NOW, expiresAt: NOW + 1000 });
-      expect(await store.getSession(tokenHash, NOW + 999)).toEqual({ tokenHash, accountId, createdAt: NOW, expiresAt: NOW + 1000 });
+      expect(await store.getSession(tokenHash, NOW + 999)).toEqual({ tokenHash, accountId, createdAt: NOW, expiresAt: NOW + 1000, accountCancelledAt: null });
       expect(await store.getSession(tokenHash, NOW + 1000)).toBeNull();
       await store.deleteSession(tokenHash);
       expect(await store.getSession(tokenHash, NOW)).toBeNull();
@@ -304,7 +304,7 @@ export function storeContract(name: string, factory: StoreFactory): void {
       const eh = hash();
       const first = { id, email, passwordHash: 'h1', plan: null, createdAt: NOW };
       expect(await store.registerAccount(first, code(eh, 'verify', 'c1'))).toEqual({ status: 'created', accountId: id });
-      expect(await store.getAccountById(id)).toEqual({ ...first, emailVerifiedAt: null, planLapsedAt: null });
+      expect(await store.getAccountById(id)).toEqual({ ...first, emailVerifiedAt: null, planLapsedAt: null, cancelledAt: null });
 
       const again = { ...first, id: ulid(), passwordHash: 'h2', createdAt: NOW + 5 };
       expect(await store.registerAccount(again, code(eh, 'verify', 'c2'))).toEqual({ status: 'pending', accountId: id });
@@ -439,6 +439,462 @@ export function storeContract(name: string, factory: StoreFactory): void {
       // far later: every window has ended, each key starts at 1
       expect(await store.hitRateLimit(third, w, start + 100 * w)).toBe(1);
       expect(await store.hitRateLimit(key, w, start + 100 * w)).toBe(1);
+    });
+
+    // retention, the orphan sweep and receipts (issue 6). These clips expire
+    // around T, decades before the other tests' (NOW), so a claim at T never
+    // takes another test's clip out of this shared database.
+
+    const T = 1_000_000_000;
+    const byExpiry = (rows: { id: string; expiresAt: number }[]): string[] => rows.map((r) => r.id);
+
+    it('claimExpiredClips leases expired clips oldest expiry first, none twice while the lease holds, and again once it lapses', async () => {
+      const a = await account();
+      const s = await bound(a);
+      const live = clip(a, s, T - 5000, { expiresAt: T + 1_000_000 });
+      const due = [3, 1, 2, 0].map((k) => clip(a, s, T - 10_000 + k, { expiresAt: T - 100 + k * 10 }));
+      for (const c of [live, ...due]) await store.insertClip(c);
+      const oldestFirst = [...due].sort((x, y) => x.expiresAt - y.expiresAt);
+
+      const first = await store.claimExpiredClips('node-a', T, T + 60_000, 3);
+      expect(first).toEqual(oldestFirst.slice(0, 3).map((c) => ({ id: c.id, key: c.key, expiresAt: c.expiresAt })));
+      const second = await store.claimExpiredClips('node-b', T, T + 60_000, 10);
+      expect(byExpiry(second)).toEqual([oldestFirst[3]!.id]);
+      expect(await store.claimExpiredClips('node-b', T + 59_999, T + 120_000, 10)).toEqual([]);
+      // a lease lapses: whoever asks next takes the clips again; the unexpired clip is never taken
+      const again = await store.claimExpiredClips('node-b', T + 60_000, T + 120_000, 10);
+      expect(byExpiry(again)).toEqual(oldestFirst.map((c) => c.id));
+      expect(await store.getClip(live.id)).toEqual(live);
+      // a lease changes nothing a reader sees, and the rows go with deleteClips
+      expect(await store.getClip(due[0]!.id)).toEqual(due[0]);
+      expect(await store.deleteClips(due.map((c) => c.id))).toBe(4);
+      expect(await store.claimExpiredClips('node-a', T + 200_000, T + 300_000, 10)).toEqual([]);
+      await store.deleteClips([live.id]);
+    });
+
+    it('concurrent claims split the expired clips between them: each clip to exactly one caller', async () => {
+      const a = await account();
+      const s = await bound(a);
+      const due = Array.from({ length: 24 }, (_, k) => clip(a, s, T - 50_000 + k, { expiresAt: T - 1000 + k }));
+      for (const c of due) await store.insertClip(c);
+      const claims = await Promise.all(['n1', 'n2', 'n3', 'n4'].map((owner) => store.claimExpiredClips(owner, T, T + 60_000, 5)));
+      const ids = claims.flat().map((c) => c.id);
+      expect(ids).toHaveLength(new Set(ids).size);
+      expect(ids).toHaveLength(20);
+      const rest = await store.claimExpiredClips('n5', T, T + 60_000, 100);
+      expect(new Set([...ids, ...rest.map((c) => c.id)])).toEqual(new Set(due.map((c) => c.id)));
+      await store.deleteClips(due.map((c) => c.id));
+    });
+
+    it('releaseClipLeases hands the owner’s clips back for a later pass, not this one, and leaves other owners’ leases alone', async () => {
+      const a = await account();
+      const s = await bound(a);
+      const [x, y] = [clip(a, s, T - 9000, { expiresAt: T - 20 }), clip(a, s, T - 8000, { expiresAt: T - 10 })];
+      await store.insertClip(x);
+      await store.insertClip(y);
+      expect(byExpiry(await store.claimExpiredClips('mine', T, T + 60_000, 1))).toEqual([x.id]);
+      expect(byExpiry(await store.claimExpiredClips('theirs', T, T + 60_000, 1))).toEqual([y.id]);
+      await store.releaseClipLeases('mine', [x.id, y.id], T + 1);
+      expect(await store.claimExpiredClips('other', T, T + 60_000, 10)).toEqual([]);
+      expect(byExpiry(await store.claimExpiredClips('other', T + 1, T + 60_000, 10))).toEqual([x.id]);
+      await store.releaseClipLeases('mine', [], T + 1);
+      await store.deleteClips([x.id, y.id]);
+    });
+
+    it('deleteStaleUploads removes pending uploads created before a time, a batch at a time, and their pending bytes', async () => {
+      const a = await account();
+      const s = await bound(a);
+      const base = { serial: s, accountId: a, md5: 'm', sha256: 's', startMs: T, durationMs: 1, kind: 'event' as const, multipart: null };
+      const ids = [newClipId(T), newClipId(T), newClipId(T)];
+      await store.upsertUpload({ ...base, clipId: ids[0]!, key: 'k0', size: 10, createdAt: T - 3 });
+      await store.upsertUpload({ ...base, clipId: ids[1]!, key: 'k1', size: 20, createdAt: T - 2 });
+      await store.upsertUpload({ ...base, clipId: ids[2]!, key: 'k2', size: 40, createdAt: T });
+      expect(await store.deleteStaleUploads(T, 1)).toBe(1);
+      expect(await store.deleteStaleUploads(T, 10)).toBe(1);
+      expect(await store.deleteStaleUploads(T, 10)).toBe(0);
+      expect(await store.getUpload(ids[0]!)).toBeNull();
+      expect(await store.getUpload(ids[1]!)).toBeNull();
+      expect((await store.getUpload(ids[2]!))?.size).toBe(40);
+      expect(await store.sumPendingUploadBytes(a)).toBe(40);
+    });
+
+    it('objectKeysInUse names the keys of clip rows and pending uploads with the given ids, and nothing else', async () => {
+      const a = await account();
+      const s = await bound(a);
+      const c = clip(a, s, T);
+      await store.insertClip(c);
+      const pendingId = newClipId(T);
+      const pendingKey = `accounts/${a}/devices/${s}/x/${pendingId}.mp4`;
+      await store.upsertUpload({ clipId: pendingId, serial: s, accountId: a, key: pendingKey, size: 1, md5: 'm', sha256: 's', startMs: T, durationMs: 1, kind: 'event', createdAt: T, multipart: null });
+      expect((await store.objectKeysInUse([c.id, pendingId, newClipId(T), c.id])).sort()).toEqual([c.key, pendingKey].sort());
+      expect(await store.objectKeysInUse([])).toEqual([]);
+      expect(await store.objectKeysInUse([newClipId(T)])).toEqual([]);
+      await store.deleteClips([c.id]);
+    });
+
+    it('clipSummary gives the oldest visible clip start and the next expiry of one account, null when it has none', async () => {
+      const a = await account();
+      const other = await account();
+      const s = await bound(a);
+      expect(await store.clipSummary(a, NOW)).toEqual({ oldestStartMs: null, nextExpiresAt: null });
+      const gone = clip(a, s, NOW - 9 * 86_400_000, { expiresAt: NOW });
+      const old = clip(a, s, NOW - 5 * 86_400_000, { expiresAt: NOW + 3 * 86_400_000 });
+      const soon = clip(a, s, NOW - 86_400_000, { expiresAt: NOW + 1000 });
+      const theirs = clip(other, await bound(other), NOW - 20 * 86_400_000, { expiresAt: NOW + 1 });
+      for (const c of [gone, old, soon, theirs]) await store.insertClip(c);
+      expect(await store.clipSummary(a, NOW)).toEqual({ oldestStartMs: old.startMs, nextExpiresAt: NOW + 1000 });
+      expect(await store.clipSummary(a, NOW + 1000)).toEqual({ oldestStartMs: old.startMs, nextExpiresAt: old.expiresAt });
+      expect(await store.clipSummary(a, old.expiresAt)).toEqual({ oldestStartMs: null, nextExpiresAt: null });
+    });
+
+    it('recordJobRun keeps receipts of counts only, newest first, prunes old ones, and refuses anything that is not a count', async () => {
+      const job = `test-${randomBytes(4).toString('hex')}`;
+      const run = (startedAt: number, counts: Record<string, number>, ok = true) => ({ job, startedAt, durationMs: 12, ok, counts });
+      await store.recordJobRun(run(T, { clipsDeleted: 3, keysFailed: 0 }), 0);
+      await store.recordJobRun(run(T + 60_000, { clipsDeleted: 0 }, false), 0);
+      await store.recordJobRun(run(T + 120_000, {}), 0);
+      expect(await store.listJobRuns(job, 10)).toEqual([run(T + 120_000, {}), run(T + 60_000, { clipsDeleted: 0 }, false), run(T, { clipsDeleted: 3, keysFailed: 0 })]);
+      expect(await store.listJobRuns(job, 1)).toEqual([run(T + 120_000, {})]);
+      expect(await store.listJobRuns(`${job}-none`, 10)).toEqual([]);
+      // receipts that started before the prune time go in the same step
+      await store.recordJobRun(run(T + 180_000, { orphansDeleted: 1 }), T + 60_000);
+      expect((await store.listJobRuns(job, 10)).map((r) => r.startedAt)).toEqual([T + 180_000, T + 120_000, T + 60_000]);
+      for (const bad of [
+        { ...run(T, {}), job: 'Bad Name' },
+        run(T, { 'user@example.com': 1 }),
+        run(T, { clipsDeleted: -1 }),
+        run(T, { clipsDeleted: 1.5 }),
+        run(T, { accountId: Number.NaN }),
+      ]) {
+        await expect(store.recordJobRun(bad, 0)).rejects.toThrow(/job run/);
+      }
+      expect(await store.listJobRuns(job, 10)).toHaveLength(3);
+    });
+
+    // notifications and webhooks (issue 7)
+
+    it('notificationRecipients: the owner first, then the grantees of shares in force; nobody for a serial not bound', async () => {
+      const [owner, g1, g2] = [await account(), await account(), await account()];
+      const s = await bound(owner);
+      expect(await store.notificationRecipients(s)).toEqual([owner]);
+      await store.putShare({ serial: s, granteeAccountId: g2, role: 'viewer', grantedBy: owner, createdAt: NOW + 2 });
+      await store.putShare({ serial: s, granteeAccountId: g1, role: 'manager', grantedBy: owner, createdAt: NOW + 1 });
+      expect(await store.notificationRecipients(s)).toEqual([owner, g1, g2]);
+      expect(await store.deleteShare(s, g1)).toBe(true);
+      expect(await store.notificationRecipients(s)).toEqual([owner, g2]);
+      expect(await store.unbindDevice(s, owner)).toBe(true);
+      expect(await store.notificationRecipients(s)).toEqual([]);
+      expect(await store.notificationRecipients(serial())).toEqual([]);
+    });
+
+    it('putNotifications inserts each (account, id) once, of concurrent calls exactly once, and nothing for an account that does not exist', async () => {
+      const [a, b] = [await account(), await account()];
+      const s = serial();
+      const id = randomBytes(16).toString('hex');
+      const row = (accountId: string, over: Partial<NotificationRow> = {}): NotificationRow => ({
+        id,
+        accountId,
+        serial: s,
+        type: 'motion',
+        atMs: NOW - 1000,
+        clipId: null,
+        receivedAt: NOW,
+        ...over,
+      });
+      expect(await store.putNotifications([])).toEqual([]);
+      expect(await store.putNotifications([row(a), row(b, { clipId: newClipId(NOW) })])).toEqual([true, true]);
+      // the same alert again (another node, a redelivery): the first row stays as it was
+      expect(await store.putNotifications([row(a, { receivedAt: NOW + 5, clipId: newClipId(NOW) }), row(b)])).toEqual([false, false]);
+      expect(await store.getNotification(a, id)).toEqual(row(a));
+      expect((await store.getNotification(b, id))?.clipId).toMatch(/^[0-9A-Z]{26}$/);
+      expect(await store.getNotification(a, randomBytes(16).toString('hex'))).toBeNull();
+      expect(await store.putNotifications([row(ulid())])).toEqual([false]);
+
+      const raced = randomBytes(16).toString('hex');
+      const results = await Promise.all(Array.from({ length: 6 }, () => store.putNotifications([row(a, { id: raced }), row(b, { id: raced })])));
+      expect(results.map((r) => r[0]).filter(Boolean)).toHaveLength(1);
+      expect(results.map((r) => r[1]).filter(Boolean)).toHaveLength(1);
+    });
+
+    it("lists an account's notifications after a cursor (oldest first) and since a time (newest first), and erases old rows in batches", async () => {
+      const [a, other] = [await account(), await account()];
+      const s = serial();
+      // received at 1970 + a few seconds: no other test's rows are this old, so the erase below counts only these
+      const base = 1_000_000;
+      const ids = Array.from({ length: 5 }, () => randomBytes(16).toString('hex')).sort();
+      const at = [base, base + 1000, base + 1000, base + 2000, base + 3000];
+      const rows: NotificationRow[] = ids.map((id, i) => ({ id, accountId: a, serial: s, type: 'motion', atMs: base, clipId: null, receivedAt: at[i] as number }));
+      // inserted out of order, with another account's row in between
+      expect(await store.putNotifications([rows[3]!, rows[0]!, { ...rows[1]!, accountId: other }, rows[2]!, rows[1]!, rows[4]!])).toEqual([
+        true, true, true, true, true, true,
+      ]);
+      expect(await store.listNotificationsAfter(a, { receivedAt: rows[0]!.receivedAt, id: rows[0]!.id }, 10)).toEqual(rows.slice(1));
+      expect(await store.listNotificationsAfter(a, { receivedAt: rows[1]!.receivedAt, id: rows[1]!.id }, 2)).toEqual(rows.slice(2, 4));
+      expect(await store.listNotificationsAfter(a, { receivedAt: rows[4]!.receivedAt, id: rows[4]!.id }, 10)).toEqual([]);
+      expect(await store.listRecentNotifications(a, base + 1000, 10)).toEqual(rows.slice(1).reverse());
+      expect(await store.listRecentNotifications(a, base, 2)).toEqual([rows[4], rows[3]]);
+      expect(await store.listRecentNotifications(other, base, 10)).toEqual([{ ...rows[1], accountId: other }]);
+
+      expect(await store.deleteNotificationsBefore(base + 1500, 2)).toBe(2);
+      expect(await store.deleteNotificationsBefore(base + 1500, 2)).toBe(2);
+      expect(await store.deleteNotificationsBefore(base + 1500, 2)).toBe(0);
+      expect(await store.listRecentNotifications(a, 0, 10)).toEqual([rows[4], rows[3]]);
+      expect(await store.listRecentNotifications(other, 0, 10)).toEqual([]);
+    });
+
+    it('keeps one webhook per account: a new one replaces it, delete removes it, and an account that does not exist gets none', async () => {
+      const [a, b] = [await account(), await account()];
+      const hook = { accountId: a, url: 'https://hooks.example.com/a', secret: 'a-secret-of-twenty-chars', createdAt: NOW };
+      expect(await store.getWebhooks([a, b])).toEqual([]);
+      expect(await store.putWebhook(hook)).toBe(true);
+      const replaced = { ...hook, url: 'https://hooks.example.com/a2', secret: 'another-secret-0123456', createdAt: NOW + 1 };
+      expect(await store.putWebhook(replaced)).toBe(true);
+      const hookB = { ...hook, accountId: b, url: 'https://hooks.example.com/b' };
+      expect(await store.putWebhook(hookB)).toBe(true);
+      const got = await store.getWebhooks([a, b, a, ulid()]);
+      expect(got.sort((x, y) => x.url.localeCompare(y.url))).toEqual([replaced, hookB]);
+      expect(await store.getWebhooks([])).toEqual([]);
+      expect(await store.putWebhook({ ...hook, accountId: ulid() })).toBe(false);
+      expect(await store.deleteWebhook(a)).toBe(true);
+      expect(await store.deleteWebhook(a)).toBe(false);
+      expect(await store.getWebhooks([a, b])).toEqual([hookB]);
+    });
+
+    // account rights (issue 6): consents, experience events, the security log, cancellation
+
+    /** a tombstone digest for these tests: anything that is not the token hash itself */
+    const tombs = { digest: (h: string): string => `tomb:${[...h].reverse().join('')}`, deviceUntil: NOW + 90 * 86_400_000 };
+
+    it('consents: none until set; a change keeps the time of the last real change; withdrawing the experience program deletes its events at once', async () => {
+      const a = await account();
+      expect(await store.getConsents(a)).toEqual([]);
+      expect(await store.recordExperienceEvent(a, 'sign-in', NOW)).toBe(false);
+      expect(await store.setConsents(a, [{ purpose: 'experience', granted: true }, { purpose: 'marketing', granted: false }], NOW)).toEqual([
+        { purpose: 'experience', granted: true, updatedAt: NOW },
+        { purpose: 'marketing', granted: false, updatedAt: NOW },
+      ]);
+      expect(await store.recordExperienceEvent(a, 'sign-in', NOW + 1)).toBe(true);
+      expect(await store.recordExperienceEvent(a, 'clip-viewed', NOW + 2)).toBe(true);
+      expect(await store.listExperienceEvents(a)).toEqual([
+        { accountId: a, event: 'sign-in', at: NOW + 1 },
+        { accountId: a, event: 'clip-viewed', at: NOW + 2 },
+      ]);
+      // the same value again: its time stays; another value: a new time
+      expect(await store.setConsents(a, [{ purpose: 'experience', granted: true }, { purpose: 'marketing', granted: true }], NOW + 5)).toEqual([
+        { purpose: 'experience', granted: true, updatedAt: NOW },
+        { purpose: 'marketing', granted: true, updatedAt: NOW + 5 },
+      ]);
+      expect(await store.setConsents(a, [{ purpose: 'experience', granted: false }], NOW + 6)).toEqual([
+        { purpose: 'experience', granted: false, updatedAt: NOW + 6 },
+        { purpose: 'marketing', granted: true, updatedAt: NOW + 5 },
+      ]);
+      expect(await store.listExperienceEvents(a)).toEqual([]);
+      expect(await store.recordExperienceEvent(a, 'sign-in', NOW + 7)).toBe(false);
+      expect(await store.listExperienceEvents(a)).toEqual([]);
+      expect(await store.getConsents(a)).toEqual([
+        { purpose: 'experience', granted: false, updatedAt: NOW + 6 },
+        { purpose: 'marketing', granted: true, updatedAt: NOW + 5 },
+      ]);
+      // another account's consent is its own
+      const b = await account();
+      expect(await store.getConsents(b)).toEqual([]);
+      expect(await store.setConsents(ulid(), [{ purpose: 'marketing', granted: true }], NOW)).toEqual([]);
+    });
+
+    it('experience events recorded while a withdrawal races them are all gone once the withdrawal returns', async () => {
+      const a = await account();
+      await store.setConsents(a, [{ purpose: 'experience', granted: true }], NOW);
+      const inserts = Array.from({ length: 20 }, (_, i) => store.recordExperienceEvent(a, 'clip-viewed', NOW + i));
+      const withdrawal = store.setConsents(a, [{ purpose: 'experience', granted: false }], NOW + 100);
+      await Promise.all([...inserts, withdrawal]);
+      expect(await store.listExperienceEvents(a)).toEqual([]);
+    });
+
+    it('security log: entries per account oldest first, entries without an account, and an erase of old entries a batch at a time', async () => {
+      // times decades before every other test's, so the erase below takes only these
+      const t = 2_000_000;
+      const [a, b] = [await account(), await account()];
+      await store.appendSecurityLog({ accountId: a, event: 'sign-in', at: t + 2, ip: 'v1.x' });
+      await store.appendSecurityLog({ accountId: a, event: 'device-bound', at: t + 1, ip: 'v1.y' });
+      await store.appendSecurityLog({ accountId: null, event: 'sign-in-failed', at: t + 1, ip: 'v1.z' });
+      await store.appendSecurityLog({ accountId: b, event: 'sign-in', at: t + 50, ip: 'v1.w' });
+      await store.appendSecurityLog({ accountId: a, event: 'sign-in-failed', at: t + 2, ip: 'v1.v' });
+      expect(await store.listSecurityLog(a)).toEqual([
+        { accountId: a, event: 'device-bound', at: t + 1, ip: 'v1.y' },
+        { accountId: a, event: 'sign-in', at: t + 2, ip: 'v1.x' },
+        { accountId: a, event: 'sign-in-failed', at: t + 2, ip: 'v1.v' },
+      ]);
+      expect(await store.eraseSecurityLogBefore(t + 10, 2)).toBe(2);
+      expect(await store.eraseSecurityLogBefore(t + 10, 2)).toBe(2);
+      expect(await store.eraseSecurityLogBefore(t + 10, 2)).toBe(0);
+      expect(await store.listSecurityLog(a)).toEqual([]);
+      expect(await store.listSecurityLog(b)).toEqual([{ accountId: b, event: 'sign-in', at: t + 50, ip: 'v1.w' }]);
+      expect(await store.eraseSecurityLogBefore(t + 51, 10)).toBe(1);
+    });
+
+    it('beginCancellation revokes everything at once, leaving tombstones that name neither the token nor the account', async () => {
+      const [a, friend] = [await account('basic'), await account()];
+      const [mine, theirs] = [await bound(a), await bound(friend)];
+      const session = { tokenHash: hash(), accountId: a, createdAt: NOW, expiresAt: NOW + 3600_000 };
+      await store.createSession(session);
+      const friendSession = { tokenHash: hash(), accountId: friend, createdAt: NOW, expiresAt: NOW + 3600_000 };
+      await store.createSession(friendSession);
+      const device = (await store.getDevice(mine))!;
+      const code = hash();
+      await store.createBindCode({ codeHash: code, accountId: a, createdAt: NOW, expiresAt: NOW + 600_000 });
+      await store.putShare({ serial: mine, granteeAccountId: friend, role: 'viewer', grantedBy: a, createdAt: NOW });
+      await store.putShare({ serial: theirs, granteeAccountId: a, role: 'manager', grantedBy: friend, createdAt: NOW });
+      await store.setConsents(a, [{ purpose: 'experience', granted: true }], NOW);
+      await store.recordExperienceEvent(a, 'sign-in', NOW);
+      await store.putWebhook({ accountId: a, url: 'https://hooks.example.com/x', secret: 'a-secret-of-twenty-chars', createdAt: NOW });
+      const note = (accountId: string, s: string): NotificationRow => ({
+        id: randomBytes(8).toString('hex'),
+        accountId,
+        serial: s,
+        type: 'motion',
+        atMs: NOW,
+        clipId: null,
+        receivedAt: NOW,
+      });
+      // A's own, the friend's copy of an alert of A's camera, and the friend's of its own camera
+      const [own, aboutMine, friendOwn] = [note(a, mine), note(friend, mine), note(friend, theirs)];
+      await store.putNotifications([own, aboutMine, friendOwn]);
+
+      expect(await store.beginCancellation(a, NOW + 10, tombs)).toBe('started');
+      expect((await store.getAccountById(a))!.cancelledAt).toBe(NOW + 10);
+      expect(await store.getSession(session.tokenHash, NOW)).toBeNull();
+      expect(await store.isCredentialCancelled(tombs.digest(session.tokenHash), NOW)).toBe(true);
+      expect(await store.isCredentialCancelled(tombs.digest(device.tokenHash), NOW)).toBe(true);
+      // a session tombstone lives as long as the session would have; a device's until deviceUntil
+      expect(await store.isCredentialCancelled(tombs.digest(session.tokenHash), session.expiresAt)).toBe(false);
+      expect(await store.isCredentialCancelled(tombs.digest(device.tokenHash), tombs.deviceUntil - 1)).toBe(true);
+      expect(await store.isCredentialCancelled(session.tokenHash, NOW)).toBe(false);
+      // the device row stays (for its unbind command) with credentials nobody can present
+      expect(await store.getDevice(mine)).toMatchObject({ serial: mine, accountId: a, tokenHash: '', mqttPasswordHash: '' });
+      expect(await store.consumeBindCode(code, NOW)).toBeNull();
+      expect(await store.getShare(mine, friend)).toBeNull();
+      expect(await store.getShare(theirs, a)).toBeNull();
+      expect(await store.listSharedDevices(a)).toEqual([]);
+      expect(await store.getConsents(a)).toEqual([]);
+      expect(await store.listExperienceEvents(a)).toEqual([]);
+      expect(await store.getWebhooks([a])).toEqual([]);
+      expect(await store.getNotification(a, own.id)).toBeNull();
+      expect(await store.getNotification(friend, aboutMine.id)).toBeNull();
+      expect(await store.getNotification(friend, friendOwn.id)).toEqual(friendOwn);
+      // the friend keeps everything of its own
+      expect(await store.getSession(friendSession.tokenHash, NOW)).toMatchObject({ accountId: friend, accountCancelledAt: null });
+      expect((await store.getDevice(theirs))!.tokenHash).not.toBe('');
+      // a session that slipped in afterwards says whose it is: a cancelled account's
+      const late = { tokenHash: hash(), accountId: a, createdAt: NOW + 20, expiresAt: NOW + 3600_000 };
+      await store.createSession(late);
+      expect(await store.getSession(late.tokenHash, NOW + 20)).toMatchObject({ accountId: a, accountCancelledAt: NOW + 10 });
+      // no new share for a cancelled grantee
+      expect(await store.putShare({ serial: theirs, granteeAccountId: a, role: 'viewer', grantedBy: friend, createdAt: NOW })).toEqual({
+        status: 'grantee-not-found',
+      });
+      expect(await store.beginCancellation(a, NOW + 30, tombs)).toBe('already-cancelled');
+      expect((await store.getAccountById(a))!.cancelledAt).toBe(NOW + 10);
+      expect(await store.beginCancellation(ulid(), NOW, tombs)).toBe('not-found');
+    });
+
+    it('cancellation leases: one runner at a time, renewed by its owner, free again when released or lapsed', async () => {
+      const [a, live] = [await account(), await account()];
+      expect(await store.leaseCancellation(a, 'r1', NOW, NOW + 60_000)).toBe(false);
+      await store.beginCancellation(a, NOW, tombs);
+      expect(await store.listCancellations(NOW, 10_000)).toContain(a);
+      expect(await store.listCancellations(NOW, 10_000)).not.toContain(live);
+      expect(await store.leaseCancellation(a, 'r1', NOW, NOW + 60_000)).toBe(true);
+      expect(await store.listCancellations(NOW + 1, 10_000)).not.toContain(a);
+      expect(await store.leaseCancellation(a, 'r2', NOW + 1, NOW + 60_001)).toBe(false);
+      expect(await store.leaseCancellation(a, 'r1', NOW + 2, NOW + 60_002)).toBe(true);
+      // lapsed: anyone takes it
+      expect(await store.listCancellations(NOW + 60_002, 10_000)).toContain(a);
+      expect(await store.leaseCancellation(a, 'r2', NOW + 60_002, NOW + 120_000)).toBe(true);
+      expect(await store.leaseCancellation(a, 'r1', NOW + 60_003, NOW + 120_000)).toBe(false);
+      // released (until = now): the next runner need not wait
+      expect(await store.leaseCancellation(a, 'r2', NOW + 60_004, NOW + 60_004)).toBe(true);
+      expect(await store.leaseCancellation(a, 'r3', NOW + 60_004, NOW + 120_000)).toBe(true);
+      expect(await store.leaseCancellation(live, 'r1', NOW, NOW + 60_000)).toBe(false);
+    });
+
+    it('purgeAccountRows deletes every row of a cancelled account but its clips and its row, and erases its personal data; a live account is left alone', async () => {
+      const [a, other] = [await account('basic'), await account()];
+      const email = (await store.getAccountById(a))!.email;
+      const s = await bound(a);
+      const c = clip(a, s, NOW - 1000);
+      await store.insertClip(c);
+      const upload = { clipId: newClipId(NOW), serial: s, accountId: a, key: 'k', size: 5, md5: 'm', sha256: 's', startMs: NOW, durationMs: 1, kind: 'event' as const, createdAt: NOW, multipart: null };
+      await store.upsertUpload(upload);
+      await store.appendSecurityLog({ accountId: a, event: 'sign-in', at: NOW, ip: 'v1.x' });
+      const emailHash = hash();
+      await store.putEmailCode({ emailHash, purpose: 'reset', codeHash: hash(), createdAt: NOW, expiresAt: NOW + 600_000 });
+      const [mineKey, otherKey] = [`login-account:${hash().slice(0, 40)}`, `login-account:${hash().slice(0, 40)}`];
+      await store.hitRateLimit(mineKey, 900_000, NOW);
+      await store.hitRateLimit(otherKey, 900_000, NOW);
+      const input = { nowMs: NOW, tombstones: tombs, emailHash, rateLimitKeys: [mineKey], erasedEmail: `cancelled:${hash()}` };
+
+      // not cancelled: nothing happens
+      await store.purgeAccountRows(a, input);
+      expect(await store.getDevice(s)).not.toBeNull();
+      expect(await store.deleteCancelledClipRows(a, 10)).toBe(0);
+
+      await store.beginCancellation(a, NOW, tombs);
+      const device = (await store.getDevice(s))!;
+      // a session that slipped in after the first step
+      const late = { tokenHash: hash(), accountId: a, createdAt: NOW, expiresAt: NOW + 3600_000 };
+      await store.createSession(late);
+      await store.purgeAccountRows(a, input);
+      expect(await store.getDevice(s)).toBeNull();
+      expect(device.tokenHash).toBe('');
+      expect(await store.getSession(late.tokenHash, NOW)).toBeNull();
+      expect(await store.isCredentialCancelled(tombs.digest(late.tokenHash), NOW)).toBe(true);
+      expect(await store.getUpload(upload.clipId)).toBeNull();
+      expect(await store.sumPendingUploadBytes(a)).toBe(0);
+      expect(await store.listSecurityLog(a)).toEqual([]);
+      expect(await store.useEmailCode(emailHash, 'reset', hash(), NOW, 5)).toBe(false);
+      // the rate-limit row of its address went; another key counts on
+      expect(await store.hitRateLimit(mineKey, 900_000, NOW + 1)).toBe(1);
+      expect(await store.hitRateLimit(otherKey, 900_000, NOW + 1)).toBe(2);
+      const erased = (await store.getAccountById(a))!;
+      expect(erased).toMatchObject({ id: a, email: input.erasedEmail, passwordHash: '' });
+      expect(await store.getAccountByEmail(email)).toBeNull();
+      // the clip row waits for its object; the other account is untouched
+      expect(await store.getClip(c.id)).toEqual(c);
+      expect(await store.getAccountById(other)).not.toBeNull();
+      expect(await store.deleteCancelledClipRows(a, 10)).toBe(1);
+      expect(await store.getClip(c.id)).toBeNull();
+    });
+
+    it('finishCancellation deletes the account row only once no clip row names it', async () => {
+      const a = await account('basic');
+      const s = await bound(a);
+      const clips = [clip(a, s, NOW - 3000), clip(a, s, NOW - 2000), clip(a, s, NOW - 1000)];
+      for (const c of clips) await store.insertClip(c);
+      await expect(store.finishCancellation(a)).rejects.toThrow(/not being cancelled/);
+      await store.beginCancellation(a, NOW, tombs);
+      expect(await store.finishCancellation(a)).toBe(false);
+      expect(await store.deleteCancelledClipRows(a, 2)).toBe(2);
+      expect(await store.finishCancellation(a)).toBe(false);
+      expect(await store.deleteCancelledClipRows(a, 2)).toBe(1);
+      expect(await store.finishCancellation(a)).toBe(true);
+      expect(await store.getAccountById(a)).toBeNull();
+      expect(await store.getDevice(s)).toBeNull();
+      expect(await store.listCancellations(NOW, 10_000)).not.toContain(a);
+      expect(await store.finishCancellation(a)).toBe(true);
+    });
+
+    it('tombstones expire and are pruned a batch at a time', async () => {
+      const a = await account();
+      // sessions that expire decades before the other tests' tombstones
+      const t = 3_000_000;
+      const hashes = [hash(), hash(), hash()];
+      for (const h of hashes) await store.createSession({ tokenHash: h, accountId: a, createdAt: t - 10, expiresAt: t + 10 });
+      await store.beginCancellation(a, t, tombs);
+      for (const h of hashes) expect(await store.isCredentialCancelled(tombs.digest(h), t)).toBe(true);
+      expect(await store.pruneCancelledCredentials(t + 10, 2)).toBe(2);
+      expect(await store.pruneCancelledCredentials(t + 10, 2)).toBe(1);
+      expect(await store.pruneCancelledCredentials(t + 10, 2)).toBe(0);
+      for (const h of hashes) expect(await store.isCredentialCancelled(tombs.digest(h), t)).toBe(false);
     });
   });
 }

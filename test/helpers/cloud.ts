@@ -296,3 +296,55 @@ export async function shareDevice(
 ): Promise<void> {
   await ok(api(base, 'POST', `/v1/devices/${serial}/shares`, { token, body: { accountId, role } }), 'share');
 }
+
+/**
+ * A claimed camera's MQTT session (issue 7): connects to the broker its claim
+ * named (MQTT 3.1.1, client id = username = serial), says "online" (retained,
+ * with the "offline" last will), and can publish alerts. `end()` disconnects.
+ */
+export async function connectDeviceMqtt(
+  device: ClaimedDevice,
+  opts: { clean?: boolean } = {},
+): Promise<{ client: import('mqtt').MqttClient; publishAlert(alert?: Partial<import('../../shared/contracts/alerts.js').Alert>): Promise<import('../../shared/contracts/alerts.js').Alert>; end(): Promise<void> }> {
+  const { default: mqtt } = await import('mqtt');
+  const url = (device.mqtt as { url?: string }).url;
+  if (!url) throw new Error('the claim answer named no MQTT URL');
+  const client = await mqtt.connectAsync(
+    url,
+    {
+      protocolVersion: 4,
+      clientId: device.serial,
+      username: device.mqtt.username,
+      password: device.mqtt.password,
+      clean: opts.clean ?? true,
+      reconnectPeriod: 0,
+      will: { topic: `devices/${device.serial}/status`, payload: Buffer.from('offline'), qos: 1, retain: true },
+    },
+    false,
+  );
+  await client.publishAsync(`devices/${device.serial}/status`, 'online', { qos: 1, retain: true });
+  return {
+    client,
+    async publishAlert(over = {}) {
+      const alert = { serial: device.serial, type: 'motion' as const, at: new Date().toISOString(), ...over };
+      await client.publishAsync(`devices/${device.serial}/alerts`, JSON.stringify(alert), { qos: 1 });
+      return alert;
+    },
+    end: () => client.endAsync(),
+  };
+}
+
+/** Polls GET /v1/notifications (JSON) until one matches, or throws after timeoutMs. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests read response bodies loosely
+export async function waitForNotification(base: string, token: string, match: (n: any) => boolean, timeoutMs = 5000): Promise<any> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await api(base, 'GET', '/v1/notifications', { token });
+    if (res.status !== 200) throw new Error(`GET /v1/notifications: ${res.status} ${JSON.stringify(res.body)}`);
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- as above
+    const found = (res.body.notifications as any[]).find(match);
+    if (found) return found;
+    if (Date.now() > until) throw new Error('no matching notification arrived');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}

@@ -67,6 +67,9 @@ describe('accounts, sessions and plans', () => {
       plan: null,
       planLapsedAt: null,
       createdAt: expect.any(String),
+      // no clips yet: no oldest clip, no next expiry
+      oldestClipAt: null,
+      nextExpiryAt: null,
     });
 
     expect((await call(cloud.url, 'DELETE', '/v1/sessions/current', { token: login.body.token })).status).toBe(204);

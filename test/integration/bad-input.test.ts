@@ -178,6 +178,10 @@ const ROWS: Record<string, Row> = {
   'GET /v1/clips/:id/download': { auth: 'subscriber', params: { id: BAD_CLIP } },
   'DELETE /v1/clips/:id': { auth: 'subscriber', params: { id: BAD_CLIP } },
   'POST /v1/clips/delete': { auth: 'subscriber', body: { ids: [BAD_CLIP] }, bodyIds: ['ids'] },
+  'PUT /v1/account/webhook': { auth: 'subscriber', body: { url: 'https://hooks.example.com/bad-input', secret: 'a-webhook-secret-0123' } },
+  // never sent as it is: a bad one must not cancel the account (the check at the end asks it)
+  'DELETE /v1/account': { auth: 'subscriber', body: { password: 'long enough password' } },
+  'PUT /v1/account/consents': { auth: 'subscriber', body: { experience: false, marketing: false } },
 };
 
 /** Routes without a row, and why. */
@@ -191,10 +195,15 @@ const EXEMPT: Record<string, string> = {
   'DELETE /v1/account/plan': 'takes no input but the session token',
   'POST /v1/devices/bind-codes': 'takes no input but the session token (a body is not read)',
   'GET /v1/devices': 'takes no input but the session token',
+  'GET /v1/account/export': 'takes no input but the session token',
+  'GET /v1/account/consents': 'takes no input but the session token',
   'PUT /objects/*': 'not JSON: a signed URL; key traversal is tried in "object store keys" below',
   'GET /objects/*': 'not JSON: a signed URL; key traversal is tried in "object store keys" below',
   'HEAD /objects/*': 'not JSON: a signed URL; key traversal is tried in "object store keys" below',
   'OPTIONS *': 'CORS preflight (only with corsOrigins): no input; tested in http-hardening.test.ts',
+  'GET /v1/notifications': 'no body, path or query; its Accept and Last-Event-ID headers are tried in notifications.test.ts',
+  'DELETE /v1/account/webhook': 'takes no input but the session token',
+  'GET /v1/device/config': 'takes no input but the device credential',
 };
 
 /** What goes into a path segment (sent byte for byte, not normalized) and the code it must get. */

@@ -43,6 +43,8 @@ import {
   type ClaimedDevice,
   type TestAccount,
   type TestCloud,
+  connectDeviceMqtt,
+  waitForNotification,
 } from '../helpers/cloud.js';
 import { presignBody, putPresigned, uploadClip } from '../helpers/upload.js';
 
@@ -230,6 +232,21 @@ describe('cross-tenant matrix: every route, on account A\'s resources, by every 
     expect(me.body).toMatchObject({ accountId: A.accountId, email: A.email, plan: 'standard' });
   }
 
+  /** an alert of A's camera, sent once over MQTT and waited for as A's notification */
+  let alertA: Promise<{ at: string }> | undefined;
+  function alertOfA(): Promise<{ at: string }> {
+    alertA ??= (async () => {
+      const mqtt = await connectDeviceMqtt(devA);
+      const alert = await mqtt.publishAlert();
+      await waitForNotification(cloud.url, A.token, (n: { serial: string; at: string }) => n.serial === devA.serial && n.at === alert.at);
+      await mqtt.end();
+      return alert;
+    })();
+    return alertA;
+  }
+
+  /** A's webhooks right after A's own DELETE /v1/account/webhook (read before the next caller's try) */
+  let deletedByA: unknown[] | undefined;
   let rangeClips = 0;
   const randomBindCode = (): string => Array.from(randomBytes(10), (b) => CROCKFORD[b % 32]).join('');
 
@@ -547,6 +564,39 @@ describe('cross-tenant matrix: every route, on account A\'s resources, by every 
       },
     },
 
+    {
+      route: 'GET /v1/device/config',
+      what: "the device's own configuration: its serial and where its broker is",
+      expect: devices({ devA: 200, devOther: 200 }),
+      attempt: async (actor) => ({
+        path: '/v1/device/config',
+        check: (res) => {
+          if (res.status !== 200) return;
+          const own = actor === 'devA' ? devA : devOther;
+          expect(res.body).toEqual({ serial: own.serial, mqtt: { url: expect.stringMatching(/^mqtts?:\/\/127\.0\.0\.1:\d+$/), username: own.serial } });
+        },
+      }),
+    },
+
+    // notifications (issue 7)
+    {
+      route: 'GET /v1/notifications',
+      what: "notifications (JSON): A and its grantees see the alerts of A's camera; anyone else none",
+      expect: subscribers({ A: 200, viewer: 200, manager: 200, stranger: 200 }),
+      attempt: async (actor) => {
+        const alert = await alertOfA();
+        return {
+          path: '/v1/notifications',
+          check: (res) => {
+            if (res.status !== 200) return;
+            const mine = res.body.notifications.filter((n: { serial: string; at: string }) => n.serial === devA.serial && n.at === alert.at);
+            expect(mine, actor).toHaveLength(actor === 'stranger' ? 0 : 1);
+            expect(res.body.notifications.filter((n: { serial: string }) => n.serial !== devA.serial)).toEqual([]);
+          },
+        };
+      },
+    },
+
     // A's clips
     {
       route: 'GET /v1/clips',
@@ -664,7 +714,134 @@ describe('cross-tenant matrix: every route, on account A\'s resources, by every 
       },
     },
 
+    // the account holder's rights (issue 6): nothing here names another account
+    {
+      route: 'GET /v1/account/consents',
+      what: "the consents: always the caller's own",
+      expect: subscribers({ A: 200, viewer: 200, manager: 200, stranger: 200 }),
+      attempt: async (actor) => ({
+        path: '/v1/account/consents',
+        check: async (res) => {
+          if (res.status !== 200) return;
+          const own = await cloud.store.getConsents(accountOf(actor)!.accountId);
+          expect(res.body.marketing.granted).toBe(own.some((c) => c.purpose === 'marketing' && c.granted));
+        },
+      }),
+    },
+    {
+      route: 'PUT /v1/account/consents',
+      what: "changing consents: the caller's own (A withdraws marketing, the others give it)",
+      expect: subscribers({ A: 200, viewer: 200, manager: 200, stranger: 200 }),
+      attempt: async (actor) => ({
+        path: '/v1/account/consents',
+        body: { marketing: actor !== 'A' },
+        check: async (res) => {
+          const mine = (id: string) => cloud.store.getConsents(id).then((rows) => rows.find((c) => c.purpose === 'marketing')?.granted ?? false);
+          if (res.status === 200) expect(await mine(accountOf(actor)!.accountId)).toBe(actor !== 'A');
+          expect(await mine(A.accountId)).toBe(false);
+        },
+      }),
+    },
+    {
+      route: 'GET /v1/account/export',
+      what: "the export: the caller's own data; a grantee's holds A's shared camera, never A's email or clips",
+      expect: subscribers({ A: 200, viewer: 200, manager: 200, stranger: 200 }),
+      attempt: async (actor) => ({
+        path: '/v1/account/export',
+        check: (res) => {
+          if (res.status !== 200) return;
+          expect(res.body.profile.accountId).toBe(accountOf(actor)!.accountId);
+          const text = JSON.stringify(res.body);
+          if (actor === 'A') {
+            expect(res.body.clips.map((c: { id: string }) => c.id)).toContain(clipA.id);
+            return;
+          }
+          expect(text).not.toContain(A.email);
+          expect(text).not.toContain(clipA.id);
+          const shared = res.body.sharedWithMe.map((d: { serial: string }) => d.serial);
+          if (actor === 'stranger') expect(shared).not.toContain(devA.serial);
+          else expect(shared).toContain(devA.serial);
+        },
+      }),
+    },
+    {
+      route: 'DELETE /v1/account',
+      // every test account here has the same password, so the others send one that is no account's
+      what: "cancelling: only the session's own account, and only with its password (A: a fresh account of A's own, so the matrix keeps A)",
+      expect: subscribers({ A: 202, viewer: 'CURRENT_PASSWORD_WRONG', manager: 'CURRENT_PASSWORD_WRONG', stranger: 'CURRENT_PASSWORD_WRONG' }),
+      attempt: async (actor) => {
+        if (actor !== 'A') {
+          return {
+            path: '/v1/account',
+            body: { password: 'not the password of any account here' },
+            check: async () => {
+              await aIsIntact();
+              if (accountOf(actor)) expect((await send(actor, 'GET', '/v1/account')).status).toBe(200);
+            },
+          };
+        }
+        const fresh = await registerAndLogin(cloud.url);
+        return {
+          path: '/v1/account',
+          token: fresh.token,
+          body: { password: fresh.password },
+          check: async (res) => {
+            expect(res.body.status).toBe('cancelling');
+            expect((await api(cloud.url, 'GET', '/v1/account', { token: fresh.token })).body.error.code).toBe('ACCOUNT_CANCELLED');
+            await aIsIntact();
+          },
+        };
+      },
+    },
+
     // last: these change the caller's own account
+    {
+      route: 'PUT /v1/account/webhook',
+      what: "setting a webhook: the caller's own account only",
+      expect: subscribers({ A: 200, viewer: 200, manager: 200, stranger: 200 }),
+      attempt: async (actor) => {
+        const acct = accountOf(actor);
+        const url = `https://hooks.example.com/${actor}/${randomBytes(4).toString('hex')}`;
+        const before = (await cloud.store.getWebhooks([A.accountId]))[0];
+        return {
+          path: '/v1/account/webhook',
+          body: { url, secret: 'a-webhook-secret-0123' },
+          check: async (res) => {
+            const hooks = acct ? await cloud.store.getWebhooks([acct.accountId]) : [];
+            if (res.status === 200) expect(hooks.map((h) => h.url)).toEqual([url]);
+            if (actor !== 'A') expect((await cloud.store.getWebhooks([A.accountId]))[0]).toEqual(before);
+            expect(JSON.stringify(res.body)).not.toContain('a-webhook-secret-0123');
+          },
+        };
+      },
+    },
+    {
+      route: 'DELETE /v1/account/webhook',
+      what: "removing a webhook: the caller's own, never A's",
+      expect: subscribers({ A: 204, viewer: 204, manager: 204, stranger: 204 }),
+      attempt: async (actor) => {
+        const acct = accountOf(actor);
+        // actors go one after the other (A first): what the previous caller's DELETE left of A's webhook, before it is set again
+        const leftOfA = await cloud.store.getWebhooks([A.accountId]);
+        const hookOfA = { accountId: A.accountId, url: 'https://hooks.example.com/a', secret: 'a-webhook-secret-0123', createdAt: 1_800_000_000_000 };
+        await cloud.store.putWebhook(hookOfA);
+        if (acct && actor !== 'A') await cloud.store.putWebhook({ ...hookOfA, accountId: acct.accountId, url: `https://hooks.example.com/${actor}` });
+        if (actor === 'viewer') deletedByA = leftOfA;
+        return {
+          path: '/v1/account/webhook',
+          check: async (res) => {
+            if (actor === 'A') {
+              if (res.status === 204) expect(deletedByA, "A's DELETE removed A's webhook").toEqual([]);
+              return;
+            }
+            if (res.status === 204 && acct) expect(await cloud.store.getWebhooks([acct.accountId])).toEqual([]);
+            expect(await cloud.store.getWebhooks([A.accountId])).toEqual([hookOfA]);
+            // leave none behind: later alerts of A's camera must not try to reach hooks.example.com
+            if (actor === 'anonymous') await cloud.store.deleteWebhook(A.accountId);
+          },
+        };
+      },
+    },
     {
       route: 'PATCH /v1/account',
       what: 'changing the password: the caller\'s own account',

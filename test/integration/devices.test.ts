@@ -39,7 +39,7 @@ describe('binding cameras to accounts', () => {
     expect(res.body).toEqual({
       serial,
       deviceToken: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/),
-      mqtt: { username: serial, password: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/) },
+      mqtt: { username: serial, password: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/), url: expect.stringMatching(/^mqtts?:\/\//) },
     });
     expect(res.body.mqtt.password).not.toBe(res.body.deviceToken);
 
