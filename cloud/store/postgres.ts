@@ -1,7 +1,30 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
-import type { ClipKind } from '../../shared/contracts/index.js';
 import { POSTGRES_MIGRATIONS } from './postgres-migrations.js';
+import {
+  clipValues,
+  toAccount,
+  toClip,
+  toDevice,
+  toExperienceEvent,
+  toNotification,
+  toSecurityLog,
+  toSession,
+  toShare,
+  toUpload,
+  toWebhook,
+  uploadValues,
+  type AccountRecord,
+  type ClipRecord,
+  type DeviceRecord,
+  type ExperienceEventRecord,
+  type NotificationRecord,
+  type SecurityLogRecord,
+  type SessionRecord,
+  type ShareRecord,
+  type UploadRecord,
+  type WebhookRecord,
+} from './records.js';
 import type {
   AccountRow,
   BindCodeRow,
@@ -18,7 +41,6 @@ import type {
   RegisterAccountOutcome,
   SessionRow,
   SharedDeviceRow,
-  ShareRole,
   ShareRow,
   Store,
   UploadRow,
@@ -45,152 +67,7 @@ const SHARE_COLS = 's.serial, s.grantee_account_id, s.role, s.granted_by, s.crea
 /** a share is in force only while its device is bound to the account that granted it */
 const SHARE_IN_FORCE = 'JOIN devices d ON d.serial = s.serial AND d.account_id = s.granted_by';
 const CLIP_COLS = 'id, account_id, serial, object_key, kind, start_ms, duration_ms, size, md5, sha256, uploaded_at, expires_at';
-
-interface AccountRecord {
-  id: string;
-  email: string;
-  password_hash: string;
-  plan: string | null;
-  created_at: number;
-  email_verified_at: number | null;
-  plan_lapsed_at: number | null;
-  cancelled_at: number | null;
-}
-interface SessionRecord {
-  token_hash: string;
-  account_id: string;
-  created_at: number;
-  expires_at: number;
-}
-interface DeviceRecord {
-  serial: string;
-  model: string;
-  account_id: string;
-  token_hash: string;
-  mqtt_password_hash: string;
-  bound_at: number;
-}
-interface UploadRecord {
-  clip_id: string;
-  serial: string;
-  account_id: string;
-  object_key: string;
-  size: number;
-  md5: string;
-  sha256: string;
-  start_ms: number;
-  duration_ms: number;
-  kind: ClipKind;
-  created_at: number;
-  multipart_upload_id: string | null;
-  part_bytes: number | null;
-  /** JSONB, parsed by pg */
-  part_md5s: string[] | null;
-}
-interface ShareRecord {
-  serial: string;
-  grantee_account_id: string;
-  role: ShareRole;
-  granted_by: string;
-  created_at: number;
-}
-interface ClipRecord {
-  id: string;
-  account_id: string;
-  serial: string;
-  object_key: string;
-  kind: ClipKind;
-  start_ms: number;
-  duration_ms: number;
-  size: number;
-  md5: string;
-  sha256: string;
-  uploaded_at: number;
-  expires_at: number;
-}
-
-const toAccount = (r: AccountRecord): AccountRow => ({
-  id: r.id,
-  email: r.email,
-  passwordHash: r.password_hash,
-  plan: r.plan,
-  createdAt: r.created_at,
-  emailVerifiedAt: r.email_verified_at,
-  planLapsedAt: r.plan_lapsed_at,
-  cancelledAt: r.cancelled_at,
-});
-const toSession = (r: SessionRecord): SessionRow => ({
-  tokenHash: r.token_hash,
-  accountId: r.account_id,
-  createdAt: r.created_at,
-  expiresAt: r.expires_at,
-});
-const toDevice = (r: DeviceRecord): DeviceRow => ({
-  serial: r.serial,
-  model: r.model,
-  accountId: r.account_id,
-  tokenHash: r.token_hash,
-  mqttPasswordHash: r.mqtt_password_hash,
-  boundAt: r.bound_at,
-});
-const toUpload = (r: UploadRecord): UploadRow => ({
-  clipId: r.clip_id,
-  serial: r.serial,
-  accountId: r.account_id,
-  key: r.object_key,
-  size: r.size,
-  md5: r.md5,
-  sha256: r.sha256,
-  startMs: r.start_ms,
-  durationMs: r.duration_ms,
-  kind: r.kind,
-  createdAt: r.created_at,
-  multipart:
-    r.multipart_upload_id !== null && r.part_bytes !== null && r.part_md5s !== null
-      ? { uploadId: r.multipart_upload_id, partBytes: r.part_bytes, partMd5s: r.part_md5s }
-      : null,
-});
-const toShare = (r: ShareRecord): ShareRow => ({
-  serial: r.serial,
-  granteeAccountId: r.grantee_account_id,
-  role: r.role,
-  grantedBy: r.granted_by,
-  createdAt: r.created_at,
-});
-const toClip = (r: ClipRecord): ClipRow => ({
-  id: r.id,
-  accountId: r.account_id,
-  serial: r.serial,
-  key: r.object_key,
-  kind: r.kind,
-  startMs: r.start_ms,
-  durationMs: r.duration_ms,
-  size: r.size,
-  md5: r.md5,
-  sha256: r.sha256,
-  uploadedAt: r.uploaded_at,
-  expiresAt: r.expires_at,
-});
-
-interface NotificationRecord {
-  account_id: string;
-  id: string;
-  serial: string;
-  type: string;
-  at_ms: number;
-  clip_id: string | null;
-  received_at: number;
-}
 const NOTIFICATION_COLS = 'account_id, id, serial, type, at_ms, clip_id, received_at';
-const toNotification = (r: NotificationRecord): NotificationRow => ({
-  id: r.id,
-  accountId: r.account_id,
-  serial: r.serial,
-  type: r.type,
-  atMs: r.at_ms,
-  clipId: r.clip_id,
-  receivedAt: r.received_at,
-});
 
 /**
  * BIGINT (epoch ms, byte counts, COUNT(*)) as a JS number. Every value the
@@ -736,28 +613,14 @@ export class PostgresStore implements Store {
          start_ms = EXCLUDED.start_ms, duration_ms = EXCLUDED.duration_ms, kind = EXCLUDED.kind,
          created_at = EXCLUDED.created_at, multipart_upload_id = EXCLUDED.multipart_upload_id,
          part_bytes = EXCLUDED.part_bytes, part_md5s = EXCLUDED.part_md5s`,
-      [
-        row.clipId,
-        row.serial,
-        row.accountId,
-        row.key,
-        row.size,
-        row.md5,
-        row.sha256,
-        row.startMs,
-        row.durationMs,
-        row.kind,
-        row.createdAt,
-        row.multipart?.uploadId ?? null,
-        row.multipart?.partBytes ?? null,
-        row.multipart ? JSON.stringify(row.multipart.partMd5s) : null,
-      ],
+      uploadValues(row),
     );
   }
 
   async getUpload(clipId: string): Promise<UploadRow | null> {
-    const { rows } = await this.q<UploadRecord>(`SELECT ${UPLOAD_COLS} FROM uploads WHERE clip_id = $1`, [clipId]);
-    return rows[0] ? toUpload(rows[0]) : null;
+    // part_md5s is JSONB, parsed by pg
+    const { rows } = await this.q<UploadRecord<string[]>>(`SELECT ${UPLOAD_COLS} FROM uploads WHERE clip_id = $1`, [clipId]);
+    return rows[0] ? toUpload(rows[0], (md5s) => md5s) : null;
   }
 
   async deleteUpload(clipId: string): Promise<void> {
@@ -786,20 +649,7 @@ export class PostgresStore implements Store {
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
        ON CONFLICT (id) DO UPDATE SET id = clips.id
        RETURNING ${CLIP_COLS}`,
-      [
-        row.id,
-        row.accountId,
-        row.serial,
-        row.key,
-        row.kind,
-        row.startMs,
-        row.durationMs,
-        row.size,
-        row.md5,
-        row.sha256,
-        row.uploadedAt,
-        row.expiresAt,
-      ],
+      clipValues(row),
     );
     return toClip(rows[0] as ClipRecord);
   }
@@ -1013,11 +863,11 @@ export class PostgresStore implements Store {
 
   async getWebhooks(accountIds: string[]): Promise<WebhookRow[]> {
     if (accountIds.length === 0) return [];
-    const { rows } = await this.q<{ account_id: string; url: string; secret: string; created_at: number }>(
+    const { rows } = await this.q<WebhookRecord>(
       'SELECT account_id, url, secret, created_at FROM webhooks WHERE account_id = ANY($1::text[])',
       [[...new Set(accountIds)]],
     );
-    return rows.map((r) => ({ accountId: r.account_id, url: r.url, secret: r.secret, createdAt: r.created_at }));
+    return rows.map(toWebhook);
   }
 
   async deleteWebhook(accountId: string): Promise<boolean> {
@@ -1077,11 +927,11 @@ export class PostgresStore implements Store {
   }
 
   async listExperienceEvents(accountId: string): Promise<ExperienceEventRow[]> {
-    const { rows } = await this.q<{ account_id: string; event: string; at: number }>(
+    const { rows } = await this.q<ExperienceEventRecord>(
       'SELECT account_id, event, at FROM experience_events WHERE account_id = $1 ORDER BY at, id',
       [accountId],
     );
-    return rows.map((r) => ({ accountId: r.account_id, event: r.event, at: r.at }));
+    return rows.map(toExperienceEvent);
   }
 
   async appendSecurityLog(row: SecurityLogRow): Promise<void> {
@@ -1089,11 +939,11 @@ export class PostgresStore implements Store {
   }
 
   async listSecurityLog(accountId: string): Promise<SecurityLogRow[]> {
-    const { rows } = await this.q<{ account_id: string; event: string; at: number; ip: string }>(
+    const { rows } = await this.q<SecurityLogRecord>(
       'SELECT account_id, event, at, ip FROM security_log WHERE account_id = $1 ORDER BY at, id',
       [accountId],
     );
-    return rows.map((r) => ({ accountId: r.account_id, event: r.event, at: r.at, ip: r.ip }));
+    return rows.map(toSecurityLog);
   }
 
   async eraseSecurityLogBefore(beforeMs: number, limit: number): Promise<number> {

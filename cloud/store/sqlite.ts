@@ -1,6 +1,29 @@
 import Database from 'better-sqlite3';
-import type { ClipKind } from '../../shared/contracts/index.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
+import {
+  clipValues,
+  toAccount,
+  toClip,
+  toDevice,
+  toExperienceEvent,
+  toNotification,
+  toSecurityLog,
+  toSession,
+  toShare,
+  toUpload,
+  toWebhook,
+  uploadValues,
+  type AccountRecord,
+  type ClipRecord,
+  type DeviceRecord,
+  type ExperienceEventRecord,
+  type NotificationRecord,
+  type SecurityLogRecord,
+  type SessionRecord,
+  type ShareRecord,
+  type UploadRecord,
+  type WebhookRecord,
+} from './records.js';
 import type {
   AccountRow,
   BindCodeRow,
@@ -17,7 +40,6 @@ import type {
   PutShareOutcome,
   SessionRow,
   SharedDeviceRow,
-  ShareRole,
   ShareRow,
   Store,
   UploadRow,
@@ -33,152 +55,9 @@ import type {
   SecurityLogRow,
 } from './types.js';
 
-interface AccountRecord {
-  id: string;
-  email: string;
-  password_hash: string;
-  plan: string | null;
-  created_at: number;
-  email_verified_at: number | null;
-  plan_lapsed_at: number | null;
-  cancelled_at: number | null;
-}
-interface SessionRecord {
-  token_hash: string;
-  account_id: string;
-  created_at: number;
-  expires_at: number;
-}
-interface DeviceRecord {
-  serial: string;
-  model: string;
-  account_id: string;
-  token_hash: string;
-  mqtt_password_hash: string;
-  bound_at: number;
-}
-interface UploadRecord {
-  clip_id: string;
-  serial: string;
-  account_id: string;
-  object_key: string;
-  size: number;
-  md5: string;
-  sha256: string;
-  start_ms: number;
-  duration_ms: number;
-  kind: ClipKind;
-  created_at: number;
-  multipart_upload_id: string | null;
-  part_bytes: number | null;
-  part_md5s: string | null;
-}
-interface ShareRecord {
-  serial: string;
-  grantee_account_id: string;
-  role: ShareRole;
-  granted_by: string;
-  created_at: number;
-}
-interface ClipRecord {
-  id: string;
-  account_id: string;
-  serial: string;
-  object_key: string;
-  kind: ClipKind;
-  start_ms: number;
-  duration_ms: number;
-  size: number;
-  md5: string;
-  sha256: string;
-  uploaded_at: number;
-  expires_at: number;
-}
-
-const toAccount = (r: AccountRecord): AccountRow => ({
-  id: r.id,
-  email: r.email,
-  passwordHash: r.password_hash,
-  plan: r.plan,
-  createdAt: r.created_at,
-  emailVerifiedAt: r.email_verified_at,
-  planLapsedAt: r.plan_lapsed_at,
-  cancelledAt: r.cancelled_at,
-});
-const toSession = (r: SessionRecord): SessionRow => ({
-  tokenHash: r.token_hash,
-  accountId: r.account_id,
-  createdAt: r.created_at,
-  expiresAt: r.expires_at,
-});
-const toDevice = (r: DeviceRecord): DeviceRow => ({
-  serial: r.serial,
-  model: r.model,
-  accountId: r.account_id,
-  tokenHash: r.token_hash,
-  mqttPasswordHash: r.mqtt_password_hash,
-  boundAt: r.bound_at,
-});
-const toUpload = (r: UploadRecord): UploadRow => ({
-  clipId: r.clip_id,
-  serial: r.serial,
-  accountId: r.account_id,
-  key: r.object_key,
-  size: r.size,
-  md5: r.md5,
-  sha256: r.sha256,
-  startMs: r.start_ms,
-  durationMs: r.duration_ms,
-  kind: r.kind,
-  createdAt: r.created_at,
-  multipart:
-    r.multipart_upload_id !== null && r.part_bytes !== null && r.part_md5s !== null
-      ? { uploadId: r.multipart_upload_id, partBytes: r.part_bytes, partMd5s: JSON.parse(r.part_md5s) as string[] }
-      : null,
-});
-const toShare = (r: ShareRecord): ShareRow => ({
-  serial: r.serial,
-  granteeAccountId: r.grantee_account_id,
-  role: r.role,
-  grantedBy: r.granted_by,
-  createdAt: r.created_at,
-});
 /** a share is in force only while its device is bound to the account that granted it */
 const SHARE_IN_FORCE = 'JOIN devices d ON d.serial = s.serial AND d.account_id = s.granted_by';
-const toClip = (r: ClipRecord): ClipRow => ({
-  id: r.id,
-  accountId: r.account_id,
-  serial: r.serial,
-  key: r.object_key,
-  kind: r.kind,
-  startMs: r.start_ms,
-  durationMs: r.duration_ms,
-  size: r.size,
-  md5: r.md5,
-  sha256: r.sha256,
-  uploadedAt: r.uploaded_at,
-  expiresAt: r.expires_at,
-});
-
-interface NotificationRecord {
-  account_id: string;
-  id: string;
-  serial: string;
-  type: string;
-  at_ms: number;
-  clip_id: string | null;
-  received_at: number;
-}
 const NOTIFICATION_COLS = 'account_id, id, serial, type, at_ms, clip_id, received_at';
-const toNotification = (r: NotificationRecord): NotificationRow => ({
-  id: r.id,
-  accountId: r.account_id,
-  serial: r.serial,
-  type: r.type,
-  atMs: r.at_ms,
-  clipId: r.clip_id,
-  receivedAt: r.received_at,
-});
 
 /** A refusal throws out of the claim transaction, so the bind code is not spent. */
 class ClaimRefused extends Error {
@@ -573,27 +452,13 @@ export class SqliteStore implements Store {
            created_at = excluded.created_at, multipart_upload_id = excluded.multipart_upload_id,
            part_bytes = excluded.part_bytes, part_md5s = excluded.part_md5s`,
       )
-      .run(
-        row.clipId,
-        row.serial,
-        row.accountId,
-        row.key,
-        row.size,
-        row.md5,
-        row.sha256,
-        row.startMs,
-        row.durationMs,
-        row.kind,
-        row.createdAt,
-        row.multipart?.uploadId ?? null,
-        row.multipart?.partBytes ?? null,
-        row.multipart ? JSON.stringify(row.multipart.partMd5s) : null,
-      );
+      .run(...uploadValues(row));
   }
 
   async getUpload(clipId: string): Promise<UploadRow | null> {
-    const r = this.stmt('SELECT * FROM uploads WHERE clip_id = ?').get(clipId) as UploadRecord | undefined;
-    return r ? toUpload(r) : null;
+    // part_md5s is JSON text here
+    const r = this.stmt('SELECT * FROM uploads WHERE clip_id = ?').get(clipId) as UploadRecord<string> | undefined;
+    return r ? toUpload(r, (json) => JSON.parse(json) as string[]) : null;
   }
 
   async deleteUpload(clipId: string): Promise<void> {
@@ -615,20 +480,7 @@ export class SqliteStore implements Store {
       `INSERT INTO clips (id, account_id, serial, object_key, kind, start_ms, duration_ms, size, md5, sha256, uploaded_at, expires_at)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (id) DO NOTHING`,
-    ).run(
-      row.id,
-      row.accountId,
-      row.serial,
-      row.key,
-      row.kind,
-      row.startMs,
-      row.durationMs,
-      row.size,
-      row.md5,
-      row.sha256,
-      row.uploadedAt,
-      row.expiresAt,
-    );
+    ).run(...clipValues(row));
     return toClip(this.stmt('SELECT * FROM clips WHERE id = ?').get(row.id) as ClipRecord);
   }
 
@@ -852,8 +704,8 @@ export class SqliteStore implements Store {
     const one = this.stmt('SELECT account_id, url, secret, created_at FROM webhooks WHERE account_id = ?');
     const out: WebhookRow[] = [];
     for (const id of new Set(accountIds)) {
-      const r = one.get(id) as { account_id: string; url: string; secret: string; created_at: number } | undefined;
-      if (r) out.push({ accountId: r.account_id, url: r.url, secret: r.secret, createdAt: r.created_at });
+      const r = one.get(id) as WebhookRecord | undefined;
+      if (r) out.push(toWebhook(r));
     }
     return out;
   }
@@ -909,12 +761,9 @@ export class SqliteStore implements Store {
   }
 
   async listExperienceEvents(accountId: string): Promise<ExperienceEventRow[]> {
-    const rows = this.stmt('SELECT account_id, event, at FROM experience_events WHERE account_id = ? ORDER BY at, id').all(accountId) as {
-      account_id: string;
-      event: string;
-      at: number;
-    }[];
-    return rows.map((r) => ({ accountId: r.account_id, event: r.event, at: r.at }));
+    const rows = this.stmt('SELECT account_id, event, at FROM experience_events WHERE account_id = ? ORDER BY at, id')
+      .all(accountId) as ExperienceEventRecord[];
+    return rows.map(toExperienceEvent);
   }
 
   async appendSecurityLog(row: SecurityLogRow): Promise<void> {
@@ -922,13 +771,9 @@ export class SqliteStore implements Store {
   }
 
   async listSecurityLog(accountId: string): Promise<SecurityLogRow[]> {
-    const rows = this.stmt('SELECT account_id, event, at, ip FROM security_log WHERE account_id = ? ORDER BY at, id').all(accountId) as {
-      account_id: string;
-      event: string;
-      at: number;
-      ip: string;
-    }[];
-    return rows.map((r) => ({ accountId: r.account_id, event: r.event, at: r.at, ip: r.ip }));
+    const rows = this.stmt('SELECT account_id, event, at, ip FROM security_log WHERE account_id = ? ORDER BY at, id')
+      .all(accountId) as SecurityLogRecord[];
+    return rows.map(toSecurityLog);
   }
 
   async eraseSecurityLogBefore(beforeMs: number, limit: number): Promise<number> {
