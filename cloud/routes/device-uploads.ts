@@ -190,8 +190,7 @@ export async function deviceUploadRoutes(app: FastifyInstance, ctx: AppContext):
       uploadedAt: now,
       expiresAt,
     };
-    const clip = await ctx.store.insertClip(row);
-    await ctx.store.deleteUpload(clipId);
+    const clip = await ctx.store.completeUpload(row);
     log.info({ size: clip.size }, 'clip uploaded');
     const res: CompleteResponse = { clip: clipJson(clip) };
     return res;

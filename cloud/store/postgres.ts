@@ -654,6 +654,19 @@ export class PostgresStore implements Store {
     return toClip(rows[0] as ClipRecord);
   }
 
+  /** one statement, so one commit: the pending upload's DELETE rides along as a CTE */
+  async completeUpload(row: ClipRow): Promise<ClipRow> {
+    const { rows } = await this.q<ClipRecord>(
+      `WITH done AS (DELETE FROM uploads WHERE clip_id = $1)
+       INSERT INTO clips (${CLIP_COLS})
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+       ON CONFLICT (id) DO UPDATE SET id = clips.id
+       RETURNING ${CLIP_COLS}`,
+      clipValues(row),
+    );
+    return toClip(rows[0] as ClipRecord);
+  }
+
   async getClip(id: string): Promise<ClipRow | null> {
     const { rows } = await this.q<ClipRecord>(`SELECT ${CLIP_COLS} FROM clips WHERE id = $1`, [id]);
     return rows[0] ? toClip(rows[0]) : null;

@@ -484,6 +484,21 @@ export class SqliteStore implements Store {
     return toClip(this.stmt('SELECT * FROM clips WHERE id = ?').get(row.id) as ClipRecord);
   }
 
+  async completeUpload(row: ClipRow): Promise<ClipRow> {
+    const insert = this.stmt(
+      `INSERT INTO clips (id, account_id, serial, object_key, kind, start_ms, duration_ms, size, md5, sha256, uploaded_at, expires_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (id) DO NOTHING`,
+    );
+    const del = this.stmt('DELETE FROM uploads WHERE clip_id = ?');
+    const get = this.stmt('SELECT * FROM clips WHERE id = ?');
+    return this.live.transaction(() => {
+      insert.run(...clipValues(row));
+      del.run(row.id);
+      return toClip(get.get(row.id) as ClipRecord);
+    })();
+  }
+
   async getClip(id: string): Promise<ClipRow | null> {
     const r = this.stmt('SELECT * FROM clips WHERE id = ?').get(id) as ClipRecord | undefined;
     return r ? toClip(r) : null;

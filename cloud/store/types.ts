@@ -477,6 +477,13 @@ export interface Store {
   // clips
   /** idempotent by id: returns the row as stored (the first insert wins) */
   insertClip(row: ClipRow): Promise<ClipRow>;
+  /**
+   * An upload completes: insertClip(row) and deleteUpload(row.id) in one
+   * atomic commit (one fsync on the complete path, and never a clip whose
+   * pending upload still counts against the storage cap). Returns the clip
+   * as stored (the first insert wins, as insertClip).
+   */
+  completeUpload(row: ClipRow): Promise<ClipRow>;
   getClip(id: string): Promise<ClipRow | null>;
   /** ordered start DESC, id DESC */
   listClips(filter: ClipFilter): Promise<ClipRow[]>;

@@ -152,6 +152,25 @@ export function storeContract(name: string, factory: StoreFactory): void {
       expect(await store.getUpload(a)).toBeNull();
     });
 
+    it('completing an upload stores the clip and ends its pending upload in one step, idempotently', async () => {
+      const owner = await account();
+      const s = await bound(owner);
+      const base = { serial: s, accountId: owner, key: 'k', md5: 'm', sha256: 's', startMs: NOW, durationMs: 1, kind: 'event' as const, createdAt: NOW, multipart: null };
+      const [a, b] = [newClipId(NOW), newClipId(NOW + 1)];
+      await store.upsertUpload({ ...base, clipId: a, size: 10 });
+      await store.upsertUpload({ ...base, clipId: b, size: 5 });
+      const row = clip(owner, s, NOW, { id: a, size: 10 });
+      expect(await store.completeUpload(row)).toEqual(row);
+      expect(await store.getUpload(a)).toBeNull();
+      expect(await store.getClip(a)).toEqual(row);
+      // the pending bytes lost the completed upload, kept the other
+      expect(await store.sumPendingUploadBytes(owner)).toBe(5);
+      // again (a retried complete): the first clip stands, nothing else moves
+      expect(await store.completeUpload({ ...row, uploadedAt: NOW + 5000 })).toEqual(row);
+      expect(await store.sumPendingUploadBytes(owner)).toBe(5);
+      expect((await store.getUpload(b))!.size).toBe(5);
+    });
+
     it('a pending multipart upload keeps its upload id and part MD5s, and a re-presign as a single PUT clears them', async () => {
       const owner = await account();
       const s = await bound(owner);
