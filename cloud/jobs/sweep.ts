@@ -49,6 +49,7 @@ export interface SweepOptions {
 }
 
 export interface SweepCounts {
+  sessionsExpired: number;
   uploadsExpired: number;
   multipartAborted: number;
   orphansDeleted: number;
@@ -71,12 +72,19 @@ export async function runSweepPass(
   const prefix = opts.prefix ?? SWEEP_PREFIX;
   const log = opts.logger.child({ job: 'sweep' });
   const cutoff = opts.clock.now() - opts.maxAgeMs;
-  const counts: SweepCounts = { uploadsExpired: 0, multipartAborted: 0, orphansDeleted: 0, keysFailed: 0 };
+  const counts: SweepCounts = { sessionsExpired: 0, uploadsExpired: 0, multipartAborted: 0, orphansDeleted: 0, keysFailed: 0 };
   const add = (name: keyof SweepCounts, n: number): void => {
     if (n === 0) return;
     counts[name] += n;
     count(name, n);
   };
+
+  // 0. sessions past their expiry (refused already; each still names its account)
+  for (;;) {
+    const n = await store.deleteExpiredSessions(opts.clock.now(), STALE_UPLOAD_BATCH);
+    add('sessionsExpired', n);
+    if (n < STALE_UPLOAD_BATCH || signal?.aborted) break;
+  }
 
   // 1. pending uploads never completed
   for (;;) {

@@ -748,6 +748,14 @@ export class PostgresStore implements Store {
     return r.rowCount ?? 0;
   }
 
+  async deleteExpiredSessions(nowMs: number, limit: number): Promise<number> {
+    const r = await this.q(
+      'DELETE FROM sessions WHERE token_hash IN (SELECT token_hash FROM sessions WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)',
+      [nowMs, limit],
+    );
+    return r.rowCount ?? 0;
+  }
+
   async objectKeysInUse(clipIds: string[]): Promise<string[]> {
     if (clipIds.length === 0) return [];
     const { rows } = await this.q<{ object_key: string }>(

@@ -587,6 +587,10 @@ export class SqliteStore implements Store {
     ).changes;
   }
 
+  async deleteExpiredSessions(nowMs: number, limit: number): Promise<number> {
+    return this.stmt('DELETE FROM sessions WHERE token_hash IN (SELECT token_hash FROM sessions WHERE expires_at <= ? LIMIT ?)').run(nowMs, limit).changes;
+  }
+
   async objectKeysInUse(clipIds: string[]): Promise<string[]> {
     const keys = new Set<string>();
     const clip = this.stmt('SELECT object_key FROM clips WHERE id = ?');

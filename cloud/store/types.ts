@@ -515,6 +515,12 @@ export interface Store {
    */
   deleteStaleUploads(createdBeforeMs: number, limit: number): Promise<number>;
   /**
+   * Deletes up to `limit` sessions whose expiresAt is at or before nowMs
+   * (getSession already refuses them); returns how many went. Expired
+   * sessions otherwise stay forever, each naming its account.
+   */
+  deleteExpiredSessions(nowMs: number, limit: number): Promise<number>;
+  /**
    * The object keys that clip rows and pending uploads with these ids hold
    * (any order, a key at most once). A clip's key always ends in
    * `<clipId>.mp4` (shared/keys.ts), so this is how the sweep asks "is this

@@ -152,6 +152,19 @@ export function storeContract(name: string, factory: StoreFactory): void {
       expect(await store.getUpload(a)).toBeNull();
     });
 
+    it('deleteExpiredSessions forgets sessions at or past their expiry, in batches, and no live one', async () => {
+      const owner = await account();
+      const hashes = [hash(), hash(), hash()];
+      await store.createSession({ tokenHash: hashes[0]!, accountId: owner, createdAt: NOW, expiresAt: NOW + 1000 });
+      await store.createSession({ tokenHash: hashes[1]!, accountId: owner, createdAt: NOW, expiresAt: NOW + 2000 });
+      await store.createSession({ tokenHash: hashes[2]!, accountId: owner, createdAt: NOW, expiresAt: NOW + 9_000_000_000_000 });
+      // other tests' sessions may share the database: count only ours
+      const mine = async (): Promise<number> => (await Promise.all(hashes.map((h) => store.getSession(h, 0)))).filter(Boolean).length;
+      for (let n = 1; n > 0; ) n = await store.deleteExpiredSessions(NOW + 2000, 1);
+      expect(await mine()).toBe(1);
+      expect(await store.getSession(hashes[2]!, NOW)).not.toBeNull();
+    });
+
     it('completing an upload stores the clip and ends its pending upload in one step, idempotently', async () => {
       const owner = await account();
       const s = await bound(owner);

@@ -7,6 +7,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sha256Hex } from '../../cloud/auth/tokens.js';
 import { createCloudJobs, runSweepPass, SWEEP_JOB, type JobScheduler, type SweepCounts } from '../../cloud/jobs/index.js';
 import { ManualClock } from '../../shared/clock.js';
 import { newClipId } from '../../shared/ids.js';
@@ -163,5 +164,20 @@ describe.each(availableDrivers)('orphan sweep (%s objects)', (driver) => {
     expect(await sweep()).toEqual({});
     await cloud.objects.abortMultipartUpload(heldKey, held);
     await cloud.store.deleteUpload(heldId);
+  });
+
+  it('forgets sessions past their expiry, and no live one', async () => {
+    const ttlMs = cloud.config.sessionTtlHours * HOUR;
+    const old = await registerAndLogin(cloud.url);
+    clock.advance(ttlMs / 2);
+    const young = await registerAndLogin(cloud.url);
+    clock.advance(ttlMs / 2 + MIN);
+    // the first is past its expiry (already refused), the second is not
+    await expectError('UNAUTHENTICATED', cloud.url, 'GET', '/v1/account', { token: old.token });
+    const counts = await sweep();
+    expect(counts.sessionsExpired).toBeGreaterThanOrEqual(1);
+    expect(await cloud.store.getSession(sha256Hex(old.token), 0)).toBeNull();
+    expect((await call(cloud.url, 'GET', '/v1/account', { token: young.token })).status).toBe(200);
+    expect((await sweep()).sessionsExpired).toBeUndefined();
   });
 });
