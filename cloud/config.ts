@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import cron from 'node-cron';
 import { z } from 'zod';
 import { PlanName } from '../shared/contracts/index.js';
 import { KEY32_RULE, parseKey32 } from './ip-crypto.js';
+import { keptSecret } from './secret-file.js';
 
 /**
  * A configuration value is wrong. The message is one line that names the
@@ -492,22 +492,9 @@ export function loadCloudConfig(opts: LoadCloudConfigOptions = {}): CloudConfig 
  */
 export async function resolveUrlSigningSecret(config: CloudConfig): Promise<string> {
   if (config.urlSigningSecret) return config.urlSigningSecret;
-  const file = join(config.dataDir, 'url-secret');
-  try {
-    const existing = (await readFile(file, 'utf8')).trim();
-    if (existing.length >= 32) return existing;
-    throw new ConfigError(`${file} is too short; delete it to make a new secret`);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
-  await mkdir(config.dataDir, { recursive: true });
-  const secret = randomBytes(32).toString('hex');
-  try {
-    // 'wx': when two processes start at once, the second reads the first's secret
-    await writeFile(file, `${secret}\n`, { mode: 0o600, flag: 'wx' });
-    return secret;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    return (await readFile(file, 'utf8')).trim();
-  }
+  return keptSecret(join(config.dataDir, 'url-secret'), {
+    make: () => randomBytes(32).toString('hex'),
+    parse: (text) => (text.trim().length >= 32 ? text.trim() : undefined),
+    bad: (file) => new ConfigError(`${file} is too short; delete it to make a new secret`),
+  });
 }

@@ -10,8 +10,8 @@
  * scheme are told apart instead of failing to decrypt as garbage.
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { keptSecret } from './secret-file.js';
 
 const VERSION = 'v1';
 const IV_BYTES = 12;
@@ -84,25 +84,10 @@ export async function resolveSecurityLogKey(config: { securityLogKey?: string; d
     if (!key) throw new SecurityLogKeyError(`invalid config: securityLogKey ${KEY32_RULE}`);
     return key;
   }
-  const file = join(config.dataDir, 'security-log-key');
-  const read = async (): Promise<Buffer> => {
-    const key = parseKey32(await readFile(file, 'utf8'));
-    if (!key) throw new SecurityLogKeyError(`${file} does not hold a security-log key (64 hex digits); restore it from a backup, or set CAMVAULT_SECURITY_LOG_KEY`);
-    return key;
-  };
-  try {
-    return await read();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
-  await mkdir(config.dataDir, { recursive: true });
-  const key = randomBytes(32);
-  try {
-    // 'wx': when two processes start at once, the second reads the first's key
-    await writeFile(file, `${key.toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
-    return key;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    return read();
-  }
+  return keptSecret(join(config.dataDir, 'security-log-key'), {
+    make: () => randomBytes(32).toString('hex'),
+    parse: (text) => parseKey32(text) ?? undefined,
+    bad: (file) =>
+      new SecurityLogKeyError(`${file} does not hold a security-log key (64 hex digits); restore it from a backup, or set CAMVAULT_SECURITY_LOG_KEY`),
+  });
 }

@@ -106,10 +106,6 @@ export class AlertOutbox extends EventEmitter {
   motion(atMs: number, type: AlertType = 'motion'): void {
     // the wait counts from now: a motion reported late waits no longer for it
     const { seq, dropped } = this.journal.addAlert({ type, atMs, sendAfter: this.clock.now() + this.clipWaitMs }, this.max);
-    // seqs only grow (AUTOINCREMENT), but a journal whose outbox reuses a deleted
-    // row's seq would put this alert at or behind the cursor, never to be sent on
-    // this connection: the cursor steps back (rows in flight are skipped by fill)
-    if (seq <= this.cursor) this.cursor = seq - 1;
     if (dropped > 0) this.log.warn({ dropped, max: this.max }, 'the alert outbox is full: the oldest alerts were dropped');
     this.emit('alert-queued', { seq, atMs, dropped });
     this.wake();
