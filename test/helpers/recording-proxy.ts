@@ -1,8 +1,9 @@
 /**
  * What a device sends, recorded, for privacy proofs (issue 7, DESIGN P4):
  *
- * - RecordingProxy: a TCP proxy on 127.0.0.1 port 0 in front of the cloud
- *   that forwards every connection and keeps every byte in both directions.
+ * - RecordingProxy: the TCP proxy (tcp-proxy.ts) on 127.0.0.1 port 0 in
+ *   front of the cloud, forwarding every connection and keeping every byte
+ *   in both directions.
  *   At the TCP level, so nothing escapes it: request lines, headers, bodies
  *   (JSON and clip PUTs), chunked framing, and any protocol besides HTTP.
  *   The cloud must sign URLs for the proxy (publicUrl), so presigned PUTs
@@ -14,8 +15,9 @@
  *   base64 / base64url at each of the three byte alignments it can sit at
  *   inside a longer encoded run.
  */
-import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { SMTPServer, type SMTPServerAuthentication, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
+import { TcpProxy } from './tcp-proxy.js';
 
 export interface RecordedConnection {
   id: number;
@@ -25,36 +27,43 @@ export interface RecordedConnection {
   received: Buffer[];
 }
 
+/**
+ * The TCP proxy (tcp-proxy.ts), always forwarding, with a tap that keeps a
+ * copy of every chunk of every connection.
+ */
 export class RecordingProxy {
-  /** where connections go; settable later (the cloud needs the proxy's URL first) */
-  target: { host: string; port: number } | undefined;
-  readonly connections: RecordedConnection[] = [];
-  private readonly server: Server;
-  private readonly open = new Set<Socket>();
-  private port = 0;
-
-  private constructor() {
-    this.server = createServer((client) => this.accept(client));
-  }
+  private constructor(
+    private readonly proxy: TcpProxy,
+    readonly connections: RecordedConnection[],
+  ) {}
 
   static async start(target?: { host: string; port: number }): Promise<RecordingProxy> {
-    const p = new RecordingProxy();
-    p.target = target;
-    await new Promise<void>((resolve, reject) => {
-      p.server.once('error', reject);
-      p.server.listen(0, '127.0.0.1', () => resolve());
+    const connections: RecordedConnection[] = [];
+    const proxy = await TcpProxy.start(target, () => {
+      const rec: RecordedConnection = { id: connections.length + 1, sent: [], received: [] };
+      connections.push(rec);
+      // copies: the chunks are handed on upstream or to the client
+      return { sent: (b) => rec.sent.push(Buffer.from(b)), received: (b) => rec.received.push(Buffer.from(b)) };
     });
-    p.port = (p.server.address() as AddressInfo).port;
-    return p;
+    return new RecordingProxy(proxy, connections);
+  }
+
+  /** where connections go; settable later (the cloud needs the proxy's URL first) */
+  get target(): { host: string; port: number } | undefined {
+    return this.proxy.target;
+  }
+
+  set target(t: { host: string; port: number } | undefined) {
+    this.proxy.target = t;
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return this.proxy.url;
   }
 
   /** where it listens, for URLs of other schemes (mqtt://…) */
   get address(): { host: string; port: number } {
-    return { host: '127.0.0.1', port: this.port };
+    return this.proxy.address;
   }
 
   /** Every byte clients sent, connection after connection. */
@@ -66,45 +75,8 @@ export class RecordingProxy {
     return Buffer.concat(this.connections.flatMap((c) => c.received));
   }
 
-  async close(): Promise<void> {
-    for (const s of this.open) s.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-
-  private track(s: Socket): void {
-    this.open.add(s);
-    s.once('close', () => this.open.delete(s));
-    s.on('error', () => s.destroy());
-  }
-
-  private accept(client: Socket): void {
-    this.track(client);
-    if (!this.target) {
-      client.destroy();
-      return;
-    }
-    const rec: RecordedConnection = { id: this.connections.length + 1, sent: [], received: [] };
-    this.connections.push(rec);
-    const upstream = connect(this.target.port, this.target.host);
-    this.track(upstream);
-    const cut = (): void => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.once('close', cut);
-    upstream.once('close', cut);
-    client.on('data', (b: Buffer) => {
-      rec.sent.push(Buffer.from(b));
-      if (!upstream.write(b)) client.pause();
-    });
-    upstream.on('drain', () => client.resume());
-    upstream.on('data', (b: Buffer) => {
-      rec.received.push(Buffer.from(b));
-      if (!client.write(b)) upstream.pause();
-    });
-    client.on('drain', () => upstream.resume());
-    client.on('end', () => upstream.end());
-    upstream.on('end', () => client.end());
+  close(): Promise<void> {
+    return this.proxy.close();
   }
 }
 

@@ -11,10 +11,22 @@
  *
  * The cloud must sign URLs for the proxy (publicUrl), so presigned PUTs go
  * through it too.
+ *
+ * A tap, if given, sees every byte of each forwarded connection in both
+ * directions as it passes (the recording proxy of the privacy proofs is this
+ * proxy with a tap), so the socket piping exists once.
  */
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 
 export type NetworkMode = 'forward' | 'refuse' | 'blackhole';
+
+/** What one forwarded connection carries, chunk by chunk, as it passes. */
+export interface ByteTap {
+  /** client → upstream */
+  sent(chunk: Buffer): void;
+  /** upstream → client */
+  received(chunk: Buffer): void;
+}
 
 export class TcpProxy {
   /** where forwarded connections go; settable later (the cloud needs the proxy's URL first) */
@@ -26,12 +38,13 @@ export class TcpProxy {
   private readonly open = new Set<Socket>();
   private port = 0;
 
-  private constructor() {
+  /** `tap` is called once per forwarded connection, for the tap that sees its bytes */
+  private constructor(private readonly tap?: () => ByteTap) {
     this.server = createServer((client) => this.accept(client));
   }
 
-  static async start(target?: { host: string; port: number }): Promise<TcpProxy> {
-    const p = new TcpProxy();
+  static async start(target?: { host: string; port: number }, tap?: () => ByteTap): Promise<TcpProxy> {
+    const p = new TcpProxy(tap);
     p.target = target;
     await new Promise<void>((resolve, reject) => {
       p.server.once('error', reject);
@@ -43,6 +56,11 @@ export class TcpProxy {
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** where it listens, for URLs of other schemes (mqtt://…) */
+  get address(): { host: string; port: number } {
+    return { host: '127.0.0.1', port: this.port };
   }
 
   get mode(): NetworkMode {
@@ -93,6 +111,11 @@ export class TcpProxy {
     };
     client.once('close', cut);
     upstream.once('close', cut);
+    const tap = this.tap?.();
+    if (tap) {
+      client.on('data', (b: Buffer) => tap.sent(b));
+      upstream.on('data', (b: Buffer) => tap.received(b));
+    }
     client.pipe(upstream);
     upstream.pipe(client);
   }

@@ -13,7 +13,7 @@ import { statusTopic } from '../../shared/topics.js';
 import { waitFor } from '../helpers/media.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { makeTestPki, type TestPki } from '../helpers/tls.js';
-import { TestBroker } from './agent-mqtt-broker.js';
+import { TestBroker } from '../helpers/mqtt-test-broker.js';
 
 const SERIAL = 'CAMCONN00001';
 const PASSWORD = 'device-mqtt-credential';

@@ -13,23 +13,21 @@
  * - a refused credential is retried slowly (connection attempts counted);
  * - `agent status` shows the broker, the outbox, the upload mode.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../../agent/agent.js';
-import { loadAgentConfig, type AgentConfig, type AgentConfigInput } from '../../agent/config.js';
+import type { AgentConfig, AgentConfigInput } from '../../agent/config.js';
 import { Journal } from '../../agent/journal/journal.js';
 import type { MqttStatus } from '../../agent/mqtt/connection.js';
 import { formatDeviceStatus, readDeviceStatus } from '../../agent/status.js';
-import { SimCamera } from '../../firmware-sim/camera.js';
+import type { SimCamera } from '../../firmware-sim/camera.js';
 import { Alert } from '../../shared/contracts/alerts.js';
-import { createLogger } from '../../shared/log.js';
 import { alertsTopic, statusTopic } from '../../shared/topics.js';
-import { DeviceApiStub } from '../helpers/device-api-stub.js';
+import { captureLog, simAgentConfig, startMqttRig, type MqttRig } from '../helpers/agent-run.js';
+import type { DeviceApiStub } from '../helpers/device-api-stub.js';
 import { waitFor } from '../helpers/media.js';
-import { TcpProxy } from '../helpers/tcp-proxy.js';
-import { TestBroker } from './agent-mqtt-broker.js';
+import type { TcpProxy } from '../helpers/tcp-proxy.js';
+import type { TestBroker } from '../helpers/mqtt-test-broker.js';
 
 const SERIAL = 'SIMMQTT00001';
 /** what the stub's claim answers as the MQTT password */
@@ -41,49 +39,18 @@ let camera: SimCamera;
 let cloud: DeviceApiStub;
 let broker: TestBroker;
 let proxy: TcpProxy;
-const logLines: { level: number; msg: string; [k: string]: unknown }[] = [];
-const rawLog: string[] = [];
-const logger = createLogger({ level: 'debug' }, {
-  write: (s: string) => {
-    rawLog.push(s);
-    logLines.push(JSON.parse(s) as { level: number; msg: string });
-  },
-});
+let rig: MqttRig;
+const { logger, rawLog, logLines } = captureLog();
 
 beforeAll(async () => {
-  root = mkdtempSync(join(tmpdir(), 'camvault-agent-mqtt-'));
-  cloud = await DeviceApiStub.start();
-  broker = await TestBroker.start();
-  broker.credentials.set(SERIAL, STUB_MQTT_PASSWORD);
-  proxy = await TcpProxy.start({ host: '127.0.0.1', port: broker.port });
-  camera = await SimCamera.start({ serial: SERIAL, width: 320, height: 180, fps: 10, gopSeconds: 1, motionEverySec: 0, logger: createLogger({ level: 'silent' }) });
+  rig = await startMqttRig(SERIAL, STUB_MQTT_PASSWORD, 'camvault-agent-mqtt-');
+  ({ root, camera, cloud, broker, proxy } = rig);
 }, 60_000);
 
-afterAll(async () => {
-  await camera?.stop();
-  await proxy?.close();
-  await broker?.close();
-  await cloud?.close();
-  if (root) rmSync(root, { recursive: true, force: true });
-});
+afterAll(() => rig?.close());
 
-function config(dataDir: string, over: Partial<AgentConfigInput> = {}): AgentConfig {
-  return loadAgentConfig({
-    env: {},
-    overrides: {
-      serial: SERIAL,
-      cloudUrl: cloud.url,
-      input: camera.streamUrl,
-      eventsUrl: camera.eventsUrl,
-      dataDir,
-      segmentSeconds: 2,
-      development: true,
-      bindCode: cloud.bindCode,
-      mqttUrl: `mqtt://127.0.0.1:${new URL(proxy.url).port}`,
-      ...over,
-    },
-  });
-}
+const config = (dataDir: string, over: Partial<AgentConfigInput> = {}): AgentConfig =>
+  simAgentConfig({ serial: SERIAL, camera, cloud }, dataDir, { mqttUrl: rig.mqttUrl, ...over });
 
 interface Running {
   agent: Agent;

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, type ClipQueued } from '../../agent/agent.js';
-import { loadAgentConfig, type AgentConfig, type AgentConfigInput } from '../../agent/config.js';
+import type { AgentConfig, AgentConfigInput } from '../../agent/config.js';
 import type { EmailAlertResult } from '../../agent/email/alerts.js';
 import { EmailSendError, sendAlertMail } from '../../agent/email/mailer.js';
 import { parseEmailSettings, type EmailSettingsInput } from '../../agent/email/settings.js';
@@ -20,6 +20,7 @@ import { Journal } from '../../agent/journal/journal.js';
 import { formatDeviceStatus, readDeviceStatus } from '../../agent/status.js';
 import { SimCamera } from '../../firmware-sim/camera.js';
 import { createLogger } from '../../shared/log.js';
+import { simAgentConfig } from '../helpers/agent-run.js';
 import { DeviceApiStub } from '../helpers/device-api-stub.js';
 import { decode, waitFor } from '../helpers/media.js';
 import { findSecret, mailParts, startRecordingSmtp, type RecordingSmtp, type SmtpMail } from '../helpers/recording-proxy.js';
@@ -60,22 +61,7 @@ afterAll(async () => {
   if (root) rmSync(root, { recursive: true, force: true });
 });
 
-function config(dataDir: string, over: Partial<AgentConfigInput> = {}): AgentConfig {
-  return loadAgentConfig({
-    env: {},
-    overrides: {
-      serial: SERIAL,
-      cloudUrl: cloud.url,
-      input: camera.streamUrl,
-      eventsUrl: camera.eventsUrl,
-      dataDir,
-      segmentSeconds: 2,
-      development: true,
-      bindCode: cloud.bindCode,
-      ...over,
-    },
-  });
-}
+const config = (dataDir: string, over: Partial<AgentConfigInput> = {}): AgentConfig => simAgentConfig({ serial: SERIAL, camera, cloud }, dataDir, over);
 
 function emailSettings(over: Partial<EmailSettingsInput> = {}): EmailSettingsInput {
   return { host: '127.0.0.1', port: smtp.port, security: 'none', user: SMTP_USER, recipients: RECIPIENTS, from: 'camera@example.org', ...over };
